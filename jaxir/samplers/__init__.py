@@ -1,0 +1,30 @@
+"""Samplers (layer 5): every one takes ``key, model_fn, sde, shape`` and returns :class:`Samples`.
+
+All are pure functions that ``jax.jit`` (mark ``model_fn``, ``shape`` and option strings
+static or close over them), ``jax.vmap`` over keys or initial states, and ``jax.grad``
+(``sde_sample`` with ``brownian="virtual"``). No Python loop runs over sampling steps:
+the discrete samplers are ``lax.scan`` loops, the continuous ones diffrax solves.
+"""
+
+from ._ancestral import VARIANCES as VARIANCES
+from ._ancestral import ddim_sample as ddim_sample
+from ._ancestral import ddim_step as ddim_step
+from ._ancestral import ddpm_sample as ddpm_sample
+from ._ancestral import ddpm_step as ddpm_step
+from ._common import Samples as Samples
+from ._common import scan_steps as scan_steps
+from ._common import time_grid as time_grid
+from ._diffrax import BROWNIAN as BROWNIAN
+from ._diffrax import ODE_SOLVERS as ODE_SOLVERS
+from ._diffrax import SDE_SOLVERS as SDE_SOLVERS
+from ._diffrax import ode_sample as ode_sample
+from ._diffrax import sde_sample as sde_sample
+from ._dpm import dpm_solver_sample as dpm_solver_sample
+from ._dpm import solver_time_grid as solver_time_grid
+from ._likelihood import LogLikelihood as LogLikelihood
+from ._likelihood import bits_per_dim as bits_per_dim
+from ._likelihood import log_likelihood as log_likelihood
+from ._pc import CORRECTORS as CORRECTORS
+from ._pc import PREDICTORS as PREDICTORS
+from ._pc import langevin_correct as langevin_correct
+from ._pc import pc_sample as pc_sample
