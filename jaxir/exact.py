@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import predictions as _pred
 from ._utils import bcast

@@ -328,7 +328,9 @@ class MeanRevertingSDE(LinearSDE):
 
     def marginal_offset(self, t, like):
         a, _ = self.marginal_coeffs(t)
-        return bcast(1.0 - a, self.mu) * self.mu
+        like = jnp.asarray(like)
+        ref = like if like.ndim >= self.mu.ndim else self.mu
+        return bcast(1.0 - a, ref) * self.mu
 
     def theta(self, t):
         """Rate per unit time on the step containing ``t``: ``θ_i Δ``."""

@@ -65,7 +65,7 @@ CASES = {
     "sde_heun": (lambda k, mf, s, x: samplers.sde_sample(k, mf, s, x_init=x, num_steps=300, solver="heun", denoise=False), "t_min"),
     "ode_heun": (lambda k, mf, s, x: samplers.ode_sample(k, mf, s, x_init=x, num_steps=100), "t_min"),
     "ode_tsit5": (lambda k, mf, s, x: samplers.ode_sample(k, mf, s, x_init=x, num_steps=None, solver="tsit5"), "t_min"),
-    "pc": (lambda k, mf, s, x: samplers.pc_sample(k, mf, s, x_init=x, num_steps=1000), "data"),
+    "pc": (lambda k, mf, s, x: samplers.pc_sample(k, mf, s, x_init=x, num_steps=1000, snr=0.05), "data"),
     "pc_em": (lambda k, mf, s, x: samplers.pc_sample(k, mf, s, x_init=x, num_steps=1000, predictor="euler_maruyama", corrector="none"), "data"),
 }
 
@@ -105,6 +105,18 @@ def test_prediction_types_give_same_sampler(prediction):
         prediction=prediction,
     )
     np.testing.assert_allclose(out.x, ref.x, atol=2e-3, rtol=1e-3)
+
+
+def test_langevin_corrector_bias_shrinks_with_snr():
+    """The corrector's bias is set by snr, not N: it must fall as snr falls (same noise)."""
+    sde = SDES["vp"]
+    x = _x_T(sde)
+    errs = []
+    for snr in (0.32, 0.16, 0.04):
+        out = samplers.pc_sample(jax.random.key(1), PRIOR.model_fn(sde), sde, x_init=x,
+                                 num_steps=500, snr=snr)
+        errs.append(exact.moment_zscores(out.x, PRIOR.mean, PRIOR.cov)["cov_err"])
+    assert errs[0] > errs[1] > errs[2], errs
 
 
 def test_prior_sample_path():

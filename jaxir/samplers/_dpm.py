@@ -13,7 +13,6 @@ A multistep second-order solver of the probability-flow ODE in the log-SNR varia
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from .. import predictions

@@ -67,6 +67,11 @@ def pc_sample(
     """Predictor-corrector sampler; Score-SDE defaults (reverse-diffusion + Langevin, snr 0.16,
     one corrector step, ``N = 1000``, final denoising).
 
+    The Langevin corrector is unadjusted and its step is set by ``snr``, not by ``N``, so
+    it leaves a bias of order ``snr²`` that more steps do not remove: on a 4-D Gaussian
+    with covariance eigenvalues 0.34…3.6 the largest covariance error is 0.032 at snr 0.16,
+    0.012 at 0.08 and 0.007 at 0.04 (100,000 samples; see ``tests/test_samplers.py``).
+
     The grid runs from ``T`` to ``t_min`` and a last predictor step goes to ``t = 0`` (for a
     :class:`~jaxir.sdes.DiscreteVPSDE` the integer grid, ending at index 0 → data).
     ``denoise=True`` drops the noise of that final predictor step (Score-SDE returns
