@@ -126,6 +126,25 @@ def test_prior_sample_path():
     _assert_matches(out.x, PRIOR, "ddim from prior")
 
 
+@pytest.mark.parametrize("solver,steps", [("euler", 1000), ("dopri5", None)])
+def test_other_ode_solvers(solver, steps):
+    sde = SDES["vp"]
+    out = samplers.ode_sample(jax.random.key(0), PRIOR.model_fn(sde), sde, x_init=_x_T(sde),
+                              num_steps=steps, solver=solver)
+    _assert_matches(out.x, PRIOR.marginal(sde, sde.t_min), f"ode {solver}")
+
+
+def test_log_likelihood_dequantization_and_bpd():
+    sde = SDES["vp"]
+    x = jnp.round(PRIOR.sample(jax.random.key(4), 4) * 127.5) / 127.5
+    ll = samplers.log_likelihood(jax.random.key(0), PRIOR.model_fn(sde), sde, x, num_steps=50,
+                                 solver="heun", dequantize=True)
+    assert bool(jnp.all(jnp.isfinite(ll.log_prob)))
+    d = 3
+    np.testing.assert_allclose(ll.bpd, -ll.log_prob / (d * np.log(2)) + 7.0, rtol=1e-5)
+    assert float(samplers.bits_per_dim(jnp.asarray(0.0), 1, (0.0, 1.0))) == pytest.approx(8.0)
+
+
 def test_pf_ode_is_deterministic_pushforward():
     sde = SDES["vp"]
     mf = PRIOR.model_fn(sde)
