@@ -1,15 +1,17 @@
 """jaxir: diffusion-based image restoration in JAX.
 
 Layers (see DESIGN.md): :mod:`jaxir.schedules` → :mod:`jaxir.sdes` →
-:mod:`jaxir.predictions` → :mod:`jaxir.samplers`, with exact references in
-:mod:`jaxir.exact`.
+:mod:`jaxir.bridges` → :mod:`jaxir.predictions` → :mod:`jaxir.samplers`, with exact
+references in :mod:`jaxir.exact`, metrics in :mod:`jaxir.metrics` and data in :mod:`jaxir.data`.
 """
 
+from . import bridges as bridges
 from . import exact as exact
 from . import predictions as predictions
 from . import samplers as samplers
 from . import schedules as schedules
 from . import sdes as sdes
+from .bridges import Bridge as Bridge
 from .exact import Gaussian as Gaussian
 from .exact import GaussianMixture as GaussianMixture
 from .samplers import Samples as Samples
