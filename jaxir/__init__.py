@@ -7,6 +7,7 @@ references in :mod:`jaxir.exact`, metrics in :mod:`jaxir.metrics` and data in :m
 
 from . import bridges as bridges
 from . import exact as exact
+from . import models as models
 from . import operators as operators
 from . import predictions as predictions
 from . import samplers as samplers
