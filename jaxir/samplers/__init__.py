@@ -28,3 +28,4 @@ from ._pc import CORRECTORS as CORRECTORS
 from ._pc import PREDICTORS as PREDICTORS
 from ._pc import langevin_correct as langevin_correct
 from ._pc import pc_sample as pc_sample
+from ._flow import flow_sample as flow_sample
