@@ -2,6 +2,8 @@
 
     jaxir demo                       exact-prior check of every sampler, as a table
     jaxir bench gaussian [--json]    the same numbers as JSON / markdown
+    jaxir train --config C --workdir D   train (resumes from D), on 1 device, a mesh or a pod
+    jaxir sample --workdir D ...     sample a PNG grid from a trained model
 
 User mistakes end with a one-line message on stderr and exit code 2, never a traceback.
 """
@@ -70,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_positive_int, default=1000)
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_cmd_bench)
+    from .training import add_sample_parser, add_train_parser
+
+    add_train_parser(sub)
+    add_sample_parser(sub)
     return p
 
 

@@ -1,0 +1,196 @@
+"""``jaxir train`` and ``jaxir sample``: parser builders for `jaxir.cli`, and `load_model_fn`.
+
+`jaxir.cli` calls ``add_train_parser(subparsers)`` and ``add_sample_parser(subparsers)``;
+each sets ``func`` on its sub-parser, which returns an exit code. User mistakes (a missing
+config, a bad ``--mesh``, a damaged checkpoint) raise `jaxir.cli.UsageError` (one line, exit
+code 2). Heavy imports happen inside the commands, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+SAMPLERS = ("ddim", "ddpm", "dpm", "ode")
+
+
+def _usage_error(msg: str) -> Exception:
+    from jaxir.cli import UsageError  # lazy: jaxir.cli imports this module
+
+    return UsageError(msg)
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def parse_mesh(spec: str) -> dict:
+    """``"data=8,fsdp=1"`` -> ``{"data": 8, "fsdp": 1}`` (``data=-1``: all devices left)."""
+    out = {}
+    for part in spec.split(","):
+        key, sep, val = part.strip().partition("=")
+        if not sep or key not in ("data", "fsdp") or key in out:
+            raise ValueError(f"--mesh must look like data=8,fsdp=1, got {spec!r}")
+        try:
+            out[key] = int(val)
+        except ValueError:
+            raise ValueError(f"--mesh values must be integers, got {spec!r}") from None
+        if out[key] < 1 and not (key == "data" and out[key] == -1):
+            raise ValueError(f"--mesh sizes must be positive (data may be -1), got {spec!r}")
+    return out
+
+
+# ---- train -----------------------------------------------------------------------------------
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``train`` to an ``argparse`` sub-parser set (``parser.add_subparsers()``)."""
+    p = subparsers.add_parser(
+        "train", help="train a diffusion model from a config (resumes from WORKDIR)",
+        description="Train a model from a config file; rerun the same command to resume.")
+    p.add_argument("--config", required=True,
+                   help="a config .py file with get_config(), or a name in experiments/configs")
+    p.add_argument("--workdir", required=True, help="output folder (checkpoints, metrics, PNGs)")
+    p.add_argument("--data", default=None, help="data source spec, e.g. digits, folder:PATH")
+    p.add_argument("--steps", type=_positive_int, default=None, help="total optimizer steps")
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=8,fsdp=1")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3")
+    p.add_argument("--coordinator", default=None, help="multi-host: coordinator host:port")
+    p.add_argument("--num-processes", type=_positive_int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+    return p
+
+
+def _cmd_train(args) -> int:
+    from ._checkpoint import CheckpointError
+    from ._config import ConfigError, load_config, override
+    from ._sharding import initialize_distributed
+
+    try:
+        mesh = parse_mesh(args.mesh) if args.mesh else None
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+        config = load_config(args.config)
+        if args.overrides:
+            config = override(config, args.overrides)
+    except (ValueError, FileNotFoundError) as e:
+        raise _usage_error(str(e)) from None
+    from ._trainer import train
+
+    try:
+        state = train(config, args.workdir, steps=args.steps, data=args.data, mesh=mesh,
+                      progress=not args.no_progress)
+    except (CheckpointError, ConfigError, FileNotFoundError) as e:
+        raise _usage_error(str(e)) from None
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"trained to step {int(jax.device_get(state.step))}; outputs in {args.workdir}")
+    return 0
+
+
+# ---- sample ----------------------------------------------------------------------------------
+def add_sample_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``sample`` to an ``argparse`` sub-parser set."""
+    p = subparsers.add_parser(
+        "sample", help="draw samples from a trained workdir into a PNG grid",
+        description="Sample from the latest checkpoint of a training workdir.")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    p.add_argument("--n", type=_positive_int, default=16, help="number of samples")
+    p.add_argument("--steps", type=_positive_int, default=50, help="sampler steps")
+    p.add_argument("--output", required=True, help="PNG file for the grid")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", type=int, default=None, help="class label (class-conditional)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw params, not the EMA")
+    p.set_defaults(func=_cmd_sample)
+    return p
+
+
+def load_model_fn(workdir, ema: bool = True, step: int | None = None):
+    """``(model_fn, sde, config)`` from a training workdir's latest (or ``step``) checkpoint.
+
+    ``model_fn(x, t, cond)`` follows the jaxir convention (`jaxir.models.make_model_fn`) with
+    the EMA params (``ema=True``) or the raw ones, on the default device; ``sde`` is the
+    `jaxir.sdes` object it was trained with; ``config`` the `TrainConfig`. Raises
+    `FileNotFoundError` for a workdir without a checkpoint and `CheckpointError` for a damaged
+    or mismatched one.
+    """
+    from flax import nnx
+
+    from ..models import ClassifierConfig, NoisyClassifier, UNet, make_model_fn, split_model
+    from ._checkpoint import Checkpointer
+    from ._config import build_sde
+    from ._step import make_apply_fn
+    from ._trainer import load_config_from_workdir
+
+    workdir = Path(workdir)
+    config = load_config_from_workdir(workdir)
+    ckpt = Checkpointer(workdir / "checkpoints")
+    if ckpt.latest_step() is None:
+        raise FileNotFoundError(f"no checkpoint in {str(workdir / 'checkpoints')!r}")
+    is_clf = isinstance(config.model, ClassifierConfig)
+    cls = NoisyClassifier if is_clf else UNet
+    graphdef, abstract = split_model(nnx.eval_shape(lambda: cls(config.model,
+                                                                 rngs=nnx.Rngs(0))))
+    import jax
+
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev),
+                            abstract)
+    try:
+        params = ckpt.restore_params(abstract, step, ema=ema)
+    finally:
+        ckpt.close()
+    model_fn = (make_apply_fn(graphdef, classifier=True)(params) if is_clf
+                else make_model_fn(graphdef, params))
+    return model_fn, build_sde(config.sde), config
+
+
+def _cmd_sample(args) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from .. import samplers
+    from ._checkpoint import CheckpointError
+    from ._trainer import save_image_grid
+
+    try:
+        model_fn, sde, config = load_model_fn(args.workdir, ema=not args.no_ema)
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        raise _usage_error(str(e)) from None
+    if config.loss.kind in ("classifier", "conditional"):
+        raise _usage_error(f"jaxir sample draws unconditional / class-conditional samples; "
+                           f"{args.workdir!r} holds a {config.loss.kind} model")
+    m = config.model
+    size = config.data.random_crop or config.data.image_size or m.image_size
+    shape = (args.n, size, size, m.in_channels)
+    cond = None
+    if getattr(m, "num_classes", None) is not None:
+        labels = (jnp.full((args.n,), args.label, jnp.int32) if args.label is not None
+                  else jnp.arange(args.n, dtype=jnp.int32) % m.num_classes)
+        cond = {"label": labels}
+    elif args.label is not None:
+        raise _usage_error("--label needs a class-conditional model (model.num_classes)")
+    kw = dict(prediction=config.loss.prediction, num_steps=args.steps, cond=cond)
+    key = jax.random.key(args.seed)
+    fns = {
+        "ddim": lambda: samplers.ddim_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
+        "ddpm": lambda: samplers.ddpm_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
+        "dpm": lambda: samplers.dpm_solver_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
+        "ode": lambda: samplers.ode_sample(key, model_fn, sde, shape, denoise=True, **kw),
+    }
+    out = jax.jit(fns[args.sampler])()
+    if not bool(out.finite):
+        print("jaxir: warning: some samples are not finite")
+    out_path = Path(args.output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_image_grid(jnp.clip(out.x, -1, 1), out_path)
+    print(f"wrote {args.n} {args.sampler} samples ({args.steps} steps) to {out_path}")
+    return 0

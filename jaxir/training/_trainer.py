@@ -1,0 +1,416 @@
+"""`train(config, workdir)`: the whole loop, resumable, on any mesh, on one host or many.
+
+What lands in ``workdir``: ``config.json``, ``checkpoints/STEP/`` (orbax), ``metrics.jsonl``
+(one JSON object per logged step: loss, the loss's aux metrics, grad norm, lr, steps/s),
+``loss.png`` and, when ``sample_every > 0``, ``samples_STEP.png`` (DDIM with the EMA params).
+Running `train` again on the same workdir resumes from the latest checkpoint: same state,
+same data stream, so an interrupted run ends where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from ..data import DataLoader, get_source, images_to_uint8
+from ..models import ClassifierConfig, NoisyClassifier, UNet, split_model
+from ..samplers import ddim_sample
+from ._checkpoint import Checkpointer, CheckpointError, GracefulStop
+from ._config import (
+    ConfigError,
+    TrainConfig,
+    build_sde,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    validate,
+)
+from ._losses import make_loss
+from ._sharding import batch_sharding, global_batch, make_mesh, replicated, tree_shardings
+from ._state import TrainState, init_loss_scale, make_optimizer
+from ._step import jit_train_step, make_apply_fn, make_train_step
+
+__all__ = ["build_loss", "init_train_state", "load_config_from_workdir", "make_degradation",
+           "plot_metrics", "save_image_grid", "train"]
+
+# Config sections that must not change when resuming (they define what was trained).
+_FROZEN_SECTIONS = ("model.", "sde.", "loss.")
+
+
+# ---- pieces ----------------------------------------------------------------------------------
+def make_degradation(spec: str):
+    """``degrade(key, x0) -> lq`` at x0's resolution from "sr:F", "noise:S" or "sr:F+noise:S".
+
+    "sr:F": F×F block average then nearest upsampling (the SR3 input, upsampled LQ);
+    "noise:S": add N(0, S²) noise ([-1, 1] units).
+    """
+    steps = []
+    for part in spec.split("+"):
+        kind, _, arg = part.partition(":")
+        try:
+            value = float(arg)
+        except ValueError:
+            raise ValueError(f"bad degradation {part!r} in {spec!r}; use 'sr:F', 'noise:S' "
+                             "or 'sr:F+noise:S'") from None
+        if kind == "sr" and value >= 1 and value == int(value):
+            steps.append(("sr", int(value)))
+        elif kind == "noise" and value >= 0:
+            steps.append(("noise", value))
+        else:
+            raise ValueError(f"bad degradation {part!r} in {spec!r}; use 'sr:F' (integer F) "
+                             "or 'noise:S' (S >= 0)")
+
+    def degrade(key, x0):
+        x = x0
+        for kind, v in steps:
+            if kind == "sr":
+                b, h, w, c = x.shape
+                if h % v or w % v:
+                    raise ValueError(f"sr:{v} needs H and W divisible by {v}, got {x.shape}")
+                low = x.reshape(b, h // v, v, w // v, v, c).mean(axis=(2, 4))
+                x = jnp.repeat(jnp.repeat(low, v, axis=1), v, axis=2)
+            else:
+                key, sub = jax.random.split(key)
+                x = x + v * jax.random.normal(sub, x.shape, x.dtype)
+        return x
+
+    return degrade
+
+
+def build_loss(config: TrainConfig, sde):
+    """The loss function a config names (`jaxir.training.make_loss` with its options)."""
+    lc, model = config.loss, config.model
+    if lc.kind == "classifier":
+        return make_loss("classifier", sde, time_sampling=lc.time_sampling)
+    label = {}
+    if getattr(model, "num_classes", None) is not None:
+        label = {"label_key": "label", "null_label": model.num_classes}
+    if lc.kind == "dsm":
+        ts = "continuous" if lc.time_sampling == "auto" else lc.time_sampling
+        return make_loss("dsm", sde, prediction=lc.prediction,
+                         likelihood_weighting=lc.likelihood_weighting, time_sampling=ts,
+                         cond_drop_prob=lc.cond_drop_prob, **label)
+    common = dict(prediction=lc.prediction, weighting=lc.weighting,
+                  time_sampling=lc.time_sampling, min_snr_gamma=lc.min_snr_gamma,
+                  sigma_data=lc.sigma_data, cond_drop_prob=lc.cond_drop_prob, **label)
+    if lc.kind == "conditional":
+        return make_loss("conditional", sde, degrade_fn=make_degradation(lc.degradation),
+                         **common)
+    return make_loss(lc.kind, sde, **common)
+
+
+def _model_class(config: TrainConfig):
+    return NoisyClassifier if isinstance(config.model, ClassifierConfig) else UNet
+
+
+def init_train_state(config: TrainConfig, mesh: Mesh, total_steps: int | None = None):
+    """``(graphdef, state, shardings, tx, lr_schedule)``: a fresh state built directly in its
+    sharding (the init is jitted with ``out_shardings``, so no host holds a full copy)."""
+    total_steps = config.steps if total_steps is None else total_steps
+    tx, schedule = make_optimizer(config.optim, total_steps)
+    cls = _model_class(config)
+    graphdef, _ = split_model(nnx.eval_shape(lambda: cls(config.model, rngs=nnx.Rngs(0))))
+
+    def init():
+        params = nnx.state(cls(config.model, rngs=nnx.Rngs(config.seed)), nnx.Param)
+        ema = jax.tree.map(lambda p: p + 0.0, params)
+        rng = jax.random.key_data(jax.random.fold_in(jax.random.key(config.seed), 1))
+        ls = init_loss_scale() if config.optim.loss_scaling else None
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=tx.init(params), ema_params=ema, rng=rng, loss_scale=ls)
+
+    abstract = jax.eval_shape(init)
+    shardings = tree_shardings(abstract, mesh, config.fsdp_min_size)
+    state = jax.jit(init, out_shardings=shardings)()
+    return graphdef, state, shardings, tx, schedule
+
+
+def save_image_grid(images, path, ncol: int | None = None, min_tile: int = 32,
+                    pad: int = 1) -> Path:
+    """Write (N, H, W, C) images in [-1, 1] as one PNG grid (Pillow). Tiles smaller than
+    ``min_tile`` pixels are enlarged by an integer factor (nearest)."""
+    from PIL import Image
+
+    x = images_to_uint8(np.asarray(images))
+    n, h, w, c = x.shape
+    ncol = ncol or int(math.ceil(math.sqrt(n)))
+    nrow = int(math.ceil(n / ncol))
+    f = max(1, int(math.ceil(min_tile / max(h, w))))
+    if f > 1:
+        x = x.repeat(f, axis=1).repeat(f, axis=2)
+        h, w = h * f, w * f
+    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h,
+             pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    path = Path(path)
+    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    return path
+
+
+def plot_metrics(metrics_path, out_path, key: str = "loss") -> Path | None:
+    """Plot ``key`` against ``step`` from a metrics.jsonl file into a PNG (matplotlib Agg,
+    without touching the global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line]
+    rows = [r for r in rows if key in r]
+    if not rows:
+        return None
+    fig = Figure(figsize=(5, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([r["step"] for r in rows], [r[key] for r in rows], lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    if all(r[key] > 0 for r in rows):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    return Path(out_path)
+
+
+def _sampler(config: TrainConfig, apply_fn, sde, shape, mesh, cond_batch):
+    """jit(params, key) -> images: DDIM (η = 0) with x̂0 clipped to [-1, 1]."""
+    n = shape[0]
+    model = config.model
+    cond = None
+    if config.loss.kind == "conditional":
+        cond = make_degradation(config.loss.degradation)(jax.random.key(1), cond_batch)
+    elif getattr(model, "num_classes", None) is not None:
+        cond = {"label": jnp.arange(n, dtype=jnp.int32) % model.num_classes}
+
+    def sample(params, key):
+        out = ddim_sample(key, apply_fn(params, None), sde, shape,
+                          prediction=config.loss.prediction, num_steps=config.sample_steps,
+                          clip_x0=True, cond=cond)
+        x = jnp.clip(out.x, -1.0, 1.0)
+        return x if cond is None or isinstance(cond, dict) else jnp.concatenate(
+            [cond, x, cond_batch])
+
+    return jax.jit(sample, out_shardings=replicated(mesh))
+
+
+# ---- the loop --------------------------------------------------------------------------------
+def _check_resume(saved: dict, current: dict) -> list[tuple]:
+    return [d for d in config_diff(saved, current) if d[0].startswith(_FROZEN_SECTIONS)]
+
+
+def _fmt_diffs(diffs) -> str:
+    return "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in diffs)
+
+
+def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str | None = None,
+          mesh: Mesh | dict | None = None, progress: bool = True,
+          max_steps: int | None = None) -> TrainState:
+    """Train (or resume) the run described by ``config`` in ``workdir``; return the final state.
+
+    Args:
+      config: a `TrainConfig` (see `load_config`).
+      workdir: output folder; an existing checkpoint there is resumed automatically.
+      steps: override ``config.steps`` (the total number of optimizer steps).
+      data: override ``config.data.source`` (a `jaxir.data.get_source` spec).
+      mesh: a `jax.sharding.Mesh` with axes ("data", "fsdp"), or ``{"data": n, "fsdp": m}``
+        overriding ``config.mesh``.
+      progress: show a tqdm bar (process 0 only).
+      max_steps: stop after this many steps in this call (testing / time-boxed jobs); a
+        checkpoint is written as at any other stop.
+
+    Stops early (with a checkpoint) on SIGTERM or Ctrl-C, at the next step boundary.
+    Raises `CheckpointError` if the checkpoint in ``workdir`` is damaged or was made with a
+    different model / SDE / loss config, `ConfigError` for an inconsistent config or a workdir
+    in use by another run.
+    """
+    if steps is not None:
+        config = dataclasses.replace(config, steps=int(steps))
+    if data is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=data))
+    if isinstance(mesh, dict):
+        config = dataclasses.replace(config, mesh=dict(mesh))
+    try:
+        validate(config)
+        if not isinstance(mesh, Mesh):
+            mesh = make_mesh(**{"data": -1, "fsdp": 1, **config.mesh})
+        n_dev = mesh.shape["data"] * mesh.shape["fsdp"]
+        if config.data.batch_size % n_dev:
+            raise ValueError(f"data.batch_size {config.data.batch_size} must be divisible by "
+                             f"the mesh's data x fsdp = {n_dev} devices")
+        size_kw = {} if config.data.image_size is None else {"size": config.data.image_size}
+        source = get_source(config.data.source, **size_kw)
+        probe = np.asarray(source[0]["image"])
+        if probe.shape[-1] != config.model.in_channels:
+            raise ValueError(f"data {config.data.source!r} has {probe.shape[-1]} channel(s) "
+                             f"but model.in_channels = {config.model.in_channels}")
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    primary = jax.process_index() == 0
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_workdir(workdir) if primary else None
+    try:
+        return _train(config, workdir, mesh, source, probe, primary, progress, max_steps)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _lock_workdir(workdir: Path):
+    """An exclusive advisory lock on ``workdir/.lock`` (two runs must not share a workdir)."""
+    import fcntl
+
+    f = open(workdir / ".lock", "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise ConfigError(f"another training process is using {str(workdir)!r} "
+                          "(it holds workdir/.lock)") from None
+    return f
+
+
+def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
+    from tqdm.auto import tqdm
+
+    cfg_dict = config_to_dict(config)
+
+    in_ch = config.model.in_channels
+    want_labels = (config.loss.kind == "classifier" or config.data.use_labels
+                   or getattr(config.model, "num_classes", None) is not None)
+
+    # -- model, optimizer, state -------------------------------------------------------------
+    sde = build_sde(config.sde)
+    graphdef, state, shardings, tx, schedule = init_train_state(config, mesh)
+    ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep)
+    data_state = None
+    if ckpt.latest_step() is not None:
+        saved_cfg = ckpt.read_json("config")
+        diffs = _check_resume(saved_cfg, cfg_dict) if saved_cfg else []
+        try:
+            state, data_state, _ = ckpt.restore(state)
+        except CheckpointError as e:
+            if diffs:
+                raise CheckpointError(f"{e}. The config differs from the checkpoint's at "
+                                      f"{_fmt_diffs(diffs)}") from e
+            raise
+        if diffs:
+            raise CheckpointError(
+                f"cannot resume {str(workdir)!r} with a different config: {_fmt_diffs(diffs)}"
+                " (use a new workdir)")
+        data_state = data_state or None
+    if primary:
+        (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=1))
+
+    apply_fn = make_apply_fn(graphdef, classifier=config.loss.kind == "classifier")
+    loss_fn = build_loss(config, sde)
+    step_fn = make_train_step(
+        loss_fn, apply_fn, tx, ema_decay=config.optim.ema_decay,
+        ema_warmup=config.optim.ema_warmup, compute_dtype=config.optim.compute_dtype,
+        lr_schedule=schedule, dropout=config.model.dropout > 0)
+    bsh = batch_sharding(mesh)
+    step_fn = jit_train_step(step_fn, shardings, bsh)
+
+    loader = DataLoader(source, config.data.batch_size, seed=config.seed,
+                        random_flip=config.data.random_flip, random_crop=config.data.random_crop,
+                        process_index=jax.process_index(), process_count=jax.process_count(),
+                        prefetch=config.data.prefetch, state=data_state)
+
+    sampler = None
+    if config.sample_every and config.loss.kind != "classifier":
+        shape = (config.num_samples, *probe.shape[:2], in_ch)
+        if config.data.random_crop:
+            shape = (config.num_samples, config.data.random_crop, config.data.random_crop, in_ch)
+        cond_batch = None
+        if config.loss.kind == "conditional":
+            cond_batch = jnp.asarray(np.stack([source[i % len(source)]["image"]
+                                               for i in range(config.num_samples)]))
+            cond_batch = cond_batch.astype(jnp.float32) / 127.5 - 1.0
+        sampler = _sampler(config, apply_fn, sde, shape, mesh, cond_batch)
+
+    def write_samples(s):
+        images = jax.device_get(sampler(state.ema_params, jax.random.key(config.seed + 7)))
+        if primary:
+            save_image_grid(images, workdir / f"samples_{s:06d}.png",
+                            ncol=config.num_samples if config.loss.kind == "conditional" else None)
+
+    metrics_path = workdir / "metrics.jsonl"
+    start = int(jax.device_get(state.step))
+    total = config.steps
+    end = total if max_steps is None else min(total, start + max_steps)
+    pending, t_last, s_last = [], time.perf_counter(), start
+
+    def flush(s):
+        nonlocal pending, t_last, s_last
+        if not pending:
+            return
+        rows = jax.device_get(pending)
+        now = time.perf_counter()
+        rec = {"step": s}
+        for k in rows[0]:
+            rec[k] = float(np.mean([float(r[k]) for r in rows]))
+        rec["steps_per_sec"] = (s - s_last) / max(now - t_last, 1e-9)
+        rec["time"] = time.time()
+        pending, t_last, s_last = [], now, s
+        if primary:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", sps=f"{rec['steps_per_sec']:.2f}")
+
+    bar = None
+    s = start
+    try:
+        with GracefulStop() as stop:
+            bar = tqdm(total=total, initial=start, disable=not (progress and primary),
+                       desc="train", dynamic_ncols=True)
+            while s < end:
+                local = next(loader)
+                if not want_labels:
+                    local = {"image": local["image"]}
+                state, metrics = step_fn(state, global_batch(local, bsh))
+                s += 1
+                pending.append(metrics)
+                bar.update(1)
+                if config.log_every and s % config.log_every == 0:
+                    flush(s)
+                if config.save_every and s % config.save_every == 0:
+                    ckpt.save(state, data_state=loader.state, config=cfg_dict)
+                if sampler is not None and s % config.sample_every == 0 and s < end:
+                    write_samples(s)
+                if stop.requested:
+                    break
+            flush(s)
+            ckpt.save(state, data_state=loader.state, config=cfg_dict)
+            if sampler is not None:
+                write_samples(s)
+    finally:
+        loader.close()
+        ckpt.close()
+        if bar is not None:
+            bar.close()
+        if primary and metrics_path.exists():
+            plot_metrics(metrics_path, workdir / "loss.png")
+    return state
+
+
+def load_config_from_workdir(workdir) -> TrainConfig:
+    """The `TrainConfig` a workdir was trained with (``config.json``, else the checkpoint's)."""
+    workdir = Path(workdir)
+    p = workdir / "config.json"
+    if p.exists():
+        return config_from_dict(json.loads(p.read_text()))
+    ckpt = Checkpointer(workdir / "checkpoints")
+    if ckpt.latest_step() is None:
+        raise FileNotFoundError(f"{str(workdir)!r} has no config.json and no checkpoint")
+    return config_from_dict(ckpt.read_json("config"))
