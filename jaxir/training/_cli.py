@@ -60,7 +60,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=8,fsdp=1")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3")
-    p.add_argument("--coordinator", default=None, help="multi-host: coordinator host:port")
+    p.add_argument("--coordinator", default=None, help="multi-host: coordinator host:port, or auto (TPU pods, SLURM)")
     p.add_argument("--num-processes", type=_positive_int, default=None)
     p.add_argument("--process-id", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -126,12 +126,17 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
 
     Missing arguments are read from ``JAXIR_COORDINATOR`` ("host:port"),
     ``JAXIR_NUM_PROCESSES`` and ``JAXIR_PROCESS_ID``. If none is set this is a single-process
-    run and nothing happens (returns False). Must run before anything touches a device.
+    run and nothing happens (returns False). ``coordinator="auto"`` lets JAX detect the
+    cluster (Cloud TPU pods, SLURM, GKE) with no other argument. Must run before anything
+    touches a device.
     ``kwargs`` go to `jax.distributed.initialize` (e.g. ``local_device_ids``). On CPU the
     collectives use gloo (``jax_cpu_collectives_implementation``, the default on this jax).
     """
     env = [os.environ.get(k) for k in _ENV]
     coordinator = coordinator if coordinator is not None else env[0]
+    if coordinator == "auto":  # TPU pods / SLURM / GKE: JAX detects the cluster itself
+        jax.distributed.initialize(**kwargs)
+        return True
     num_processes = num_processes if num_processes is not None else env[1]
     process_id = process_id if process_id is not None else env[2]
     given = [v is not None for v in (coordinator, num_processes, process_id)]
