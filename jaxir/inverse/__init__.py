@@ -1,0 +1,34 @@
+"""Training-free posterior samplers and guidance (layer 7).
+
+Every sampler takes ``key, model_fn, sde, op, y, sigma_y`` and a shape or ``x_init``, uses an
+unconditional ``model_fn`` and a degradation from :mod:`jaxir.operators`, runs as one
+``lax.scan``, and returns :class:`jaxir.samplers.Samples`. Defaults are the official ones
+(see each docstring for where the official code and the paper differ).
+
+- DPS, ΠGDM, DDRM, DDNM / DDNM+ (time travel), MCGdiff (particles; exact as they grow);
+- projection / replacement, ILVR, MCG, RePaint, GDP (x_t / x̂0, learned degradation), DiffPIR;
+- classifier and classifier-free guidance as ``model_fn`` transformations for every sampler.
+"""
+
+from ._common import x0_and_vjp as x0_and_vjp
+from ._ddnm import ddnm_sample as ddnm_sample
+from ._ddnm import time_travel_schedule as time_travel_schedule
+from ._ddrm import ddrm_sample as ddrm_sample
+from ._diffpir import SKIP_TYPES as SKIP_TYPES
+from ._diffpir import diffpir_sample as diffpir_sample
+from ._dps import dps_sample as dps_sample
+from ._gdp import GDP_SCALES as GDP_SCALES
+from ._gdp import GUIDANCES as GUIDANCES
+from ._gdp import gdp_sample as gdp_sample
+from ._guidance import classifier_free_guidance as classifier_free_guidance
+from ._guidance import classifier_guidance as classifier_guidance
+from ._ilvr import UPSAMPLINGS as UPSAMPLINGS
+from ._ilvr import ilvr_sample as ilvr_sample
+from ._mcg import NORMS as NORMS
+from ._mcg import mcg_sample as mcg_sample
+from ._pigdm import pigdm_sample as pigdm_sample
+from ._projection import projection_sample as projection_sample
+from ._repaint import repaint_sample as repaint_sample
+from ._repaint import repaint_schedule as repaint_schedule
+from ._smc import RESAMPLING as RESAMPLING
+from ._smc import mcgdiff_sample as mcgdiff_sample
