@@ -12,8 +12,8 @@ from . import operators as operators
 from . import predictions as predictions
 from . import samplers as samplers
 from . import schedules as schedules
-from . import training as training
 from . import sdes as sdes
+from . import training as training
 from .bridges import Bridge as Bridge
 from .exact import Gaussian as Gaussian
 from .exact import GaussianMixture as GaussianMixture

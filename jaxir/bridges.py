@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from . import schedules
 from ._utils import bcast, safe_sqrt
-from .sdes import VPSDE, LinearSDE, MeanRevertingSDE
+from .sdes import VPSDE, LinearSDE, MeanRevertingSDE, interp_uniform
 
 __all__ = [
     "h_transform",
@@ -52,6 +52,10 @@ __all__ = [
     "ddbm_vp",
     "ddbm_ve",
     "preconditioning",
+    "posterior",
+    "bridge_coeffs",
+    "bridge_score_from_x0",
+    "bridge_preconditioning",
 ]
 
 
@@ -182,10 +186,8 @@ class BrownianSDE(LinearSDE):
         self.T, self.t_min = float(T), float(t_min)
 
     def marginal_coeffs(self, t):
-        n = self.betas.shape[0]
-        grid = jnp.linspace(0.0, self.T, n + 1)
         cum = jnp.concatenate([jnp.zeros((1,)), jnp.cumsum(self.betas)])
-        var = jnp.interp(t, grid, cum)
+        var = interp_uniform(t, self.T, cum)
         return jnp.ones_like(var), safe_sqrt(var)
 
     def drift_coeff(self, t):
@@ -244,3 +246,76 @@ def preconditioning(sigma, sigma_data: float = 0.5):
     s2, d2 = sigma**2, sigma_data**2
     return d2 / (s2 + d2), sigma * sigma_data / jnp.sqrt(s2 + d2), 1.0 / jnp.sqrt(s2 + d2)
 
+
+
+# ---------------------------------------------------------------------------------
+# Pieces the bridge samplers and losses share (jaxir.samplers, jaxir.training).
+def posterior(sde: LinearSDE, x0, x_t, s, t):
+    """Mean and std of ``x_s | x_0, x_t`` for ``s < t`` (any linear SDE; traced ``s``, ``t``).
+
+    The Gaussian product of ``x_s | x_0 ~ N(α_s x_0 + m_s, σ_s²)`` and
+    ``x_t | x_s ~ N(a (x_s − m_s) + m_t, v)``, ``a = α_t/α_s``, ``v = σ_t² − a² σ_s²``::
+
+        var  = σ_s² v / (v + a² σ_s²),
+        mean = [v (α_s x_0 + m_s) + a σ_s² (x_t − m_t + a m_s)] / (v + a² σ_s²).
+
+    This is DDPM's q(x_{t−1} | x_t, x_0) (Ho et al. 2020, Eq. 7) for a general linear SDE,
+    I2SB's ``p_posterior`` (Liu et al. 2023, Eq. 4 with a Brownian SDE) and IR-SDE's optimal
+    reverse state (Luo et al. 2023, Prop. 3.1) for the mean-reverting SDE. At ``s = 0`` it
+    returns ``(x_0, 0)``.
+    """
+    a_s, sig_s = sde.marginal_coeffs(s)
+    a, std = sde.transition_coeffs(s, t)
+    v, vs = std**2, sig_s**2
+    denom = jnp.maximum(v + a**2 * vs, jnp.finfo(jnp.result_type(float)).tiny)
+    m_s, m_t = sde.marginal_offset(s, x0), sde.marginal_offset(t, x0)
+    mean = (bcast(v / denom, x0) * (bcast(a_s, x0) * x0 + m_s)
+            + bcast(a * vs / denom, x0) * (x_t - m_t + bcast(a, x0) * m_s))
+    return mean, safe_sqrt(vs * v / denom)
+
+
+def bridge_coeffs(bridge: Bridge, t):
+    """``(b_t, a_t, std_t)`` with ``x_t | x_0, x_T = y  =  b_t x_0 + a_t y + c_t + std_t ε``.
+
+    ``c_t`` collects the SDE's offsets: zero for VP / VE / Brownian SDEs, which are what this
+    is for (DDBM, I2SB); for the mean-reverting SDE use :meth:`Bridge.marginal`. DDBM
+    (Zhou et al. 2024) writes the same marginal as ``a_t x_T + b_t x_0 + √c_t ε``; note the
+    swapped letters (here ``b`` multiplies x_0 as in DDBM's code).
+    """
+    c0, wy, *_rest, std = bridge._weights(t)
+    return c0, wy, std
+
+
+def bridge_score_from_x0(bridge: Bridge, x, t, x0_hat):
+    """Conditional score ``∇ log q(x_t | x_T = y)`` from a denoiser ``x̂_0 = E[x_0 | x_t, y]``.
+
+    The bridge marginal is Gaussian and affine in x_0, so the score of ``q(x_t | y)`` is the
+    conditional score at the posterior mean: ``−(x_t − mean(x̂_0, t))/std_t²`` (DDBM,
+    Zhou et al. 2024, Eq. 12 / their ``get_d_vp``; Tweedie's formula read backwards).
+    """
+    mean, std = bridge.marginal(x0_hat, t)
+    return -(x - mean) / bcast(std**2, x)
+
+
+def bridge_preconditioning(bridge: Bridge, t, sigma_data: float = 0.5,
+                           sigma_data_end: float | None = None, cov_xy: float = 0.0):
+    """DDBM's bridge preconditioning ``(c_skip, c_out, c_in)`` (Zhou et al. 2024, Thm. 2 /
+    App. A; ``get_bridge_scalings`` in the official code) for the denoiser
+    ``D(x_t) = c_skip x_t + c_out F(c_in x_t, t, y)``.
+
+    With ``x_t = b x_0 + a y + std ε`` (:func:`bridge_coeffs`), data std ``σ_0 = sigma_data``,
+    end std ``σ_T = sigma_data_end`` (default σ_0) and covariance ``cov_xy``::
+
+        A = a² σ_T² + b² σ_0² + 2ab cov_xy + std²,          c_in = A^{−1/2},
+        c_skip = (b σ_0² + a cov_xy)/A,   c_out = √(a² (σ_T² σ_0² − cov_xy²) + σ_0² std²) · c_in.
+
+    These make the network's input and its regression target unit-variance. At ``t → 0``
+    they tend to EDM's (``c_skip → 1``, ``c_out → 0``), see :func:`preconditioning`.
+    """
+    sd_end = sigma_data if sigma_data_end is None else sigma_data_end
+    b, a, std = bridge_coeffs(bridge, t)
+    A = a**2 * sd_end**2 + b**2 * sigma_data**2 + 2 * a * b * cov_xy + std**2
+    c_in = 1.0 / jnp.sqrt(A)
+    c_skip = (b * sigma_data**2 + a * cov_xy) / A
+    c_out = safe_sqrt(a**2 * (sd_end**2 * sigma_data**2 - cov_xy**2) + sigma_data**2 * std**2) * c_in
+    return c_skip, c_out, c_in

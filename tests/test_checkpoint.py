@@ -43,7 +43,8 @@ def get_config():
         loss=LossConfig(prediction="eps"),
         optim=OptimConfig(lr=1e-3, warmup_steps=2, ema_decay=0.9),
         data=DataConfig(source="digits", image_size=8, batch_size=8, prefetch=2),
-        steps={STEPS}, log_every=1, save_every={K}, keep=10, sample_every=0)
+        steps={STEPS}, log_every=1, save_every={K}, keep=10, sample_every=0,
+        async_save=False)
 '''
 
 RUNNER = r'''

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from .. import predictions
 from ..samplers import VARIANCES, Samples, ddim_step, ddpm_step, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, clip_x0 as _clip, safe_norm, vmapped, x0_and_vjp
+from ._common import batch_y, check_x_shape, safe_norm, vmapped, x0_and_vjp
+from ._common import clip_x0 as _clip
 
 
 def dps_sample(

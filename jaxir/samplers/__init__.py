@@ -11,6 +11,11 @@ from ._ancestral import ddim_sample as ddim_sample
 from ._ancestral import ddim_step as ddim_step
 from ._ancestral import ddpm_sample as ddpm_sample
 from ._ancestral import ddpm_step as ddpm_step
+from ._bridge import ddbm_denoiser as ddbm_denoiser
+from ._bridge import ddbm_sample as ddbm_sample
+from ._bridge import ddbm_time_grid as ddbm_time_grid
+from ._bridge import i2sb_sample as i2sb_sample
+from ._bridge import i2sb_time_grid as i2sb_time_grid
 from ._common import Samples as Samples
 from ._common import scan_steps as scan_steps
 from ._common import time_grid as time_grid
@@ -21,6 +26,14 @@ from ._diffrax import ode_sample as ode_sample
 from ._diffrax import sde_sample as sde_sample
 from ._dpm import dpm_solver_sample as dpm_solver_sample
 from ._dpm import solver_time_grid as solver_time_grid
+from ._flow import flow_sample as flow_sample
+from ._irsde import INPUT_MODES as INPUT_MODES
+from ._irsde import goub_eval_time as goub_eval_time
+from ._irsde import goub_sample as goub_sample
+from ._irsde import irsde_optimal_prev as irsde_optimal_prev
+from ._irsde import irsde_sample as irsde_sample
+from ._irsde import irsde_score as irsde_score
+from ._irsde import reverse_step_mean as reverse_step_mean
 from ._likelihood import LogLikelihood as LogLikelihood
 from ._likelihood import bits_per_dim as bits_per_dim
 from ._likelihood import log_likelihood as log_likelihood
@@ -28,4 +41,3 @@ from ._pc import CORRECTORS as CORRECTORS
 from ._pc import PREDICTORS as PREDICTORS
 from ._pc import langevin_correct as langevin_correct
 from ._pc import pc_sample as pc_sample
-from ._flow import flow_sample as flow_sample

@@ -20,6 +20,7 @@ from ._checkpoint import tree_mismatch as tree_mismatch
 from ._cli import add_sample_parser as add_sample_parser
 from ._cli import add_train_parser as add_train_parser
 from ._cli import load_model_fn as load_model_fn
+from ._config import RESTORATION_KINDS as RESTORATION_KINDS
 from ._config import ConfigError as ConfigError
 from ._config import DataConfig as DataConfig
 from ._config import LossConfig as LossConfig
@@ -42,6 +43,11 @@ from ._losses import denoising_loss as denoising_loss
 from ._losses import make_loss as make_loss
 from ._losses import sample_time as sample_time
 from ._losses import score_matching_loss as score_matching_loss
+from ._restoration_losses import ddbm_loss as ddbm_loss
+from ._restoration_losses import flow_loss as flow_loss
+from ._restoration_losses import goub_loss as goub_loss
+from ._restoration_losses import i2sb_loss as i2sb_loss
+from ._restoration_losses import irsde_loss as irsde_loss
 from ._sharding import batch_sharding as batch_sharding
 from ._sharding import global_batch as global_batch
 from ._sharding import initialize_distributed as initialize_distributed
@@ -81,6 +87,7 @@ __all__ = [
     "GracefulStop",
     "LossConfig",
     "LossFn",
+    "RESTORATION_KINDS",
     "OptimConfig",
     "SDEConfig",
     "TrainConfig",
@@ -97,7 +104,12 @@ __all__ = [
     "config_diff",
     "config_from_dict",
     "config_to_dict",
+    "ddbm_loss",
     "denoising_loss",
+    "flow_loss",
+    "goub_loss",
+    "i2sb_loss",
+    "irsde_loss",
     "ema_decay_at",
     "ema_update",
     "global_batch",

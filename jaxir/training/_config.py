@@ -77,6 +77,12 @@ class LossConfig:
     makes the LQ condition on the fly: "sr:F" (F×F block average, nearest upsampling back),
     "noise:S" (additive Gaussian noise of std S in [-1, 1] units), "sr:F+noise:S".
     ``cond_drop_prob``: classifier-free-guidance dropout of the label / image condition.
+
+    Restoration kinds (`jaxir.training.RESTORATION_KINDS`): "irsde", "goub", "i2sb", "ddbm",
+    "flow" — the degraded image (made by ``degradation``) is the process's end point; their
+    method options (e.g. ``{"lam": 30/255, "input_mode": "plain"}`` for IR-SDE,
+    ``{"beta_max": 1.0}`` for I2SB, ``{"bridge": "ve"}`` for DDBM, ``{"source_noise": 0.05}``
+    for flow) go in ``options``, passed to the loss factory as keywords.
     """
 
     kind: str = "denoising"
@@ -88,6 +94,7 @@ class LossConfig:
     sigma_data: float = 0.5
     cond_drop_prob: float = 0.0
     degradation: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +134,9 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """A `jaxir.data.get_source` spec and the loader options. ``batch_size`` is global."""
+    """A `jaxir.data.get_source` spec and the loader options. ``batch_size`` is global;
+    ``source_kwargs`` go to the source's constructor (e.g. ``{"crops_per_image": 4096}`` for
+    ``photos``)."""
 
     source: str = "digits"
     image_size: int | None = 16
@@ -136,6 +145,7 @@ class DataConfig:
     random_crop: int | None = None
     prefetch: int = 2
     use_labels: bool = False
+    source_kwargs: dict = dataclasses.field(default_factory=dict, hash=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +153,11 @@ class TrainConfig:
     """Everything a run needs. ``mesh``: ``{"data": n, "fsdp": m}``, -1 meaning "all devices
     left"; ``fsdp_min_size``: arrays with fewer elements are replicated. Intervals of 0
     disable: ``log_every``, ``save_every`` (checkpoints, plus one at the end and on SIGTERM /
-    Ctrl-C), ``sample_every`` (DDIM grid with EMA params, plus one at the end)."""
+    Ctrl-C), ``sample_every`` (DDIM grid with EMA params, plus one at the end).
+    ``async_save``: write checkpoints in a background thread (orbax's default). A crash then
+    loses at most ``2 * save_every`` steps (the save in flight may not have committed); with
+    ``async_save=False`` each save commits before training goes on and at most ``save_every``
+    steps are lost."""
 
     model: UNetConfig | ClassifierConfig = dataclasses.field(default_factory=UNetConfig)
     sde: SDEConfig = dataclasses.field(default_factory=SDEConfig)
@@ -157,6 +171,7 @@ class TrainConfig:
     log_every: int = 50
     save_every: int = 500
     keep: int = 3
+    async_save: bool = True
     sample_every: int = 0
     num_samples: int = 16
     sample_steps: int = 50
@@ -313,6 +328,29 @@ def build_sde(cfg: SDEConfig) -> LinearSDE:
     return DiscreteVPSDE(schedules.cosine_beta_schedule(n))
 
 
+RESTORATION_KINDS = ("irsde", "goub", "i2sb", "ddbm", "flow")
+"""Loss kinds whose process runs between the clean and the degraded image."""
+
+
+def _validate_restoration(config: TrainConfig) -> None:
+    lc, kind = config.loss, config.loss.kind
+    if lc.degradation is None:
+        raise ValueError(f"loss.kind={kind!r} needs loss.degradation (e.g. 'sr:4', 'noise:0.2')")
+    if not isinstance(lc.options, dict):
+        raise ValueError(f"loss.options must be a dict, got {type(lc.options).__name__}")
+    conditioned = kind in ("irsde", "goub", "ddbm") or (
+        lc.options.get("condition", kind == "flow"))
+    want = config.model.in_channels if conditioned else 0
+    if config.model.cond_channels != want:
+        raise ValueError(f"loss.kind={kind!r} needs model.cond_channels == {want} "
+                         f"({'the degraded image is concatenated' if want else 'no condition'}),"
+                         f" got {config.model.cond_channels}")
+    if config.sample_every:
+        raise ValueError(f"sample_every > 0 is not supported for loss.kind={kind!r} (the "
+                         "trainer's preview sampler is DDIM); set it to 0 and sample with "
+                         "jaxir.samplers")
+
+
 def _check_positive(name, v):
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -333,6 +371,8 @@ def validate(config: TrainConfig) -> None:
         raise ValueError("loss.kind='classifier' goes with a ClassifierConfig model and only "
                          f"with one; got loss.kind={config.loss.kind!r} and "
                          f"{type(config.model).__name__}")
+    if config.loss.kind in RESTORATION_KINDS:
+        _validate_restoration(config)
     if config.loss.kind == "conditional":
         if config.loss.degradation is None:
             raise ValueError("loss.kind='conditional' needs loss.degradation (e.g. 'sr:4')")

@@ -343,6 +343,12 @@ LOSSES: dict[str, Callable[..., LossFn]] = {
 }
 """Loss factories by name: each is ``factory(sde, **options) -> loss_fn``."""
 
+# Restoration losses (IR-SDE, GOUB, I2SB, DDBM, flow matching) live in their own module; it
+# uses the batch helpers above, so it is imported here, after them.
+from ._restoration_losses import RESTORATION_LOSSES  # noqa: E402
+
+LOSSES.update(RESTORATION_LOSSES)
+
 
 def make_loss(name: str, sde: LinearSDE, **options) -> LossFn:
     """``LOSSES[name](sde, **options)`` with a clear error for an unknown name."""

@@ -26,6 +26,7 @@ from ..models import ClassifierConfig, NoisyClassifier, UNet, split_model
 from ..samplers import ddim_sample
 from ._checkpoint import Checkpointer, CheckpointError, GracefulStop
 from ._config import (
+    RESTORATION_KINDS,
     ConfigError,
     TrainConfig,
     build_sde,
@@ -91,6 +92,9 @@ def build_loss(config: TrainConfig, sde):
     lc, model = config.loss, config.model
     if lc.kind == "classifier":
         return make_loss("classifier", sde, time_sampling=lc.time_sampling)
+    if lc.kind in RESTORATION_KINDS:  # the process is the loss's own (options), not config.sde
+        return make_loss(lc.kind, None, degrade_fn=make_degradation(lc.degradation),
+                         **lc.options)
     label = {}
     if getattr(model, "num_classes", None) is not None:
         label = {"label_key": "label", "null_label": model.num_classes}
@@ -248,7 +252,7 @@ def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str |
             raise ValueError(f"data.batch_size {config.data.batch_size} must be divisible by "
                              f"the mesh's data x fsdp = {n_dev} devices")
         size_kw = {} if config.data.image_size is None else {"size": config.data.image_size}
-        source = get_source(config.data.source, **size_kw)
+        source = get_source(config.data.source, **size_kw, **config.data.source_kwargs)
         probe = np.asarray(source[0]["image"])
         if probe.shape[-1] != config.model.in_channels:
             raise ValueError(f"data {config.data.source!r} has {probe.shape[-1]} channel(s) "
@@ -292,7 +296,7 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
     # -- model, optimizer, state -------------------------------------------------------------
     sde = build_sde(config.sde)
     graphdef, state, shardings, tx, schedule = init_train_state(config, mesh)
-    ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep)
+    ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep, async_save=config.async_save)
     data_state = None
     if ckpt.latest_step() is not None:
         saved_cfg = ckpt.read_json("config")
