@@ -309,23 +309,29 @@ class MeanRevertingSDE(LinearSDE):
     the rate is ``θ_i Δ`` with ``Δ = −ln(ε)/θ̄_T`` (ε = 0.005 in the paper; the official
     code's default argument is 0.01). Marginal: ``μ + (x0 − μ) e^{−Δθ̄_t}``, variance
     ``λ² (1 − e^{−2Δθ̄_t})`` with ``θ̄_t = Σ_{j=1}^{t} θ_j`` (cumsum minus θ_0, as the code).
-    The sampler starts from ``x_T = μ + λ ε``.
+    The sampler starts from ``x_T = μ + λ ε``. ``t_min`` (default 0.01 of a step) is where
+    the generic continuous samplers stop: at ``t = 0`` the std is 0 and an ε-model's score
+    ``−ε/σ`` is undefined (the discrete ``irsde_sample`` takes whole steps and never evaluates
+    there).
     """
 
     mu: jax.Array
     thetas: jax.Array
     lam: float = 10.0 / 255.0
     eps: float = eqx.field(static=True, default=0.005, kw_only=True)
-    t_min: float = eqx.field(static=True, default=0.0, kw_only=True)
+    t_min: float = eqx.field(static=True, default=0.01, kw_only=True)
 
-    def __init__(self, mu, lam=10.0 / 255.0, *, T: int = 100, thetas=None, eps=0.005):
+    def __init__(self, mu, lam=10.0 / 255.0, *, T: int = 100, thetas=None, eps=0.005,
+                 t_min: float = 0.01):
         self.mu = jnp.asarray(mu)
         self.lam = lam
         self.thetas = schedules.irsde_theta_schedule(T) if thetas is None else jnp.asarray(thetas)
         if self.thetas.ndim != 1 or self.thetas.shape[0] != T + 1:
             raise ValueError(f"thetas must have shape (T + 1,) = ({T + 1},), got {self.thetas.shape}")
         self.T = float(T)
-        self.t_min = 0.0
+        if not 0.0 <= t_min < T:
+            raise ValueError(f"t_min must be in [0, T), got {t_min}")
+        self.t_min = float(t_min)
         self.eps = eps
 
     def _cum(self):
