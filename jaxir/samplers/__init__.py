@@ -16,6 +16,8 @@ from ._bridge import ddbm_sample as ddbm_sample
 from ._bridge import ddbm_time_grid as ddbm_time_grid
 from ._bridge import i2sb_sample as i2sb_sample
 from ._bridge import i2sb_time_grid as i2sb_time_grid
+from ._cddb import cddb_sample as cddb_sample
+from ._cddb import measurement_residual as measurement_residual
 from ._common import Samples as Samples
 from ._common import scan_steps as scan_steps
 from ._common import time_grid as time_grid
@@ -41,3 +43,7 @@ from ._pc import CORRECTORS as CORRECTORS
 from ._pc import PREDICTORS as PREDICTORS
 from ._pc import langevin_correct as langevin_correct
 from ._pc import pc_sample as pc_sample
+from ._resshift import ResShift as ResShift
+from ._resshift import resshift_eta_schedule as resshift_eta_schedule
+from ._resshift import resshift_process as resshift_process
+from ._resshift import resshift_sample as resshift_sample

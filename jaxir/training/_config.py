@@ -328,7 +328,7 @@ def build_sde(cfg: SDEConfig) -> LinearSDE:
     return DiscreteVPSDE(schedules.cosine_beta_schedule(n))
 
 
-RESTORATION_KINDS = ("irsde", "goub", "i2sb", "ddbm", "flow")
+RESTORATION_KINDS = ("irsde", "goub", "i2sb", "ddbm", "flow", "resshift")
 """Loss kinds whose process runs between the clean and the degraded image."""
 
 
@@ -339,7 +339,7 @@ def _validate_restoration(config: TrainConfig) -> None:
     if not isinstance(lc.options, dict):
         raise ValueError(f"loss.options must be a dict, got {type(lc.options).__name__}")
     conditioned = kind in ("irsde", "goub", "ddbm") or (
-        lc.options.get("condition", kind == "flow"))
+        lc.options.get("condition", kind in ("flow", "resshift")))
     want = config.model.in_channels if conditioned else 0
     if config.model.cond_channels != want:
         raise ValueError(f"loss.kind={kind!r} needs model.cond_channels == {want} "

@@ -17,6 +17,9 @@ by the loss) or ``None`` for the method's defaults (REFERENCES.md):
 ``"flow"``    flow matching / rectified flow (Liu et al. 2023; Lipman et al. 2023): MSE on
               the velocity ``x_1 − x_0`` of ``x_t = (1 − t) x_0 + t x_1``, x_1 = LQ + noise.
 ============  ===============================================================================
+
+``"resshift"``: ResShift (Yue et al. 2023, Eq. 9), MSE of the x_0 prediction from
+``x_t = x_0 + η_t (LQ − x_0) + κ√η_t ε`` with the LQ as the image condition.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ import jax.numpy as jnp
 from .. import bridges, schedules
 from .._utils import bcast
 from ..samplers._irsde import goub_eval_time, irsde_optimal_prev, irsde_score, reverse_step_mean
+from ..samplers._resshift import ResShift, resshift_process
 from ..sdes import LinearSDE, MeanRevertingSDE
 
 __all__ = ["RESTORATION_LOSSES", "ddbm_loss", "flow_loss", "goub_loss", "i2sb_loss",
-           "irsde_loss"]
+           "irsde_loss", "resshift_loss"]
 
 
 def _x0(batch):
@@ -245,11 +249,45 @@ def flow_loss(sde=None, *, source_noise: float = 0.0, condition: bool = True,
     return loss_fn
 
 
+def resshift_loss(process=None, *, T: int = 15, kappa: float = 2.0, min_noise_level: float = 0.04,
+                  sqrt_eta_end: float = 0.99, power: float = 0.3, input_norm: str | None = "std",
+                  condition: bool = True, cond_key: str = "lq",
+                  degrade_fn: Callable | None = None) -> Callable:
+    """ResShift's loss (Yue et al. 2023, Eq. 9; official ``training_losses`` with
+    ``predict_type: xstart``, ``weighted_mse: False``): ``‖f(x_t, y_0, t) − x_0‖²``.
+
+    ``t ~ U{1..T}``, ``x_t = x_0 + η_t (y_0 − x_0) + κ√η_t ε`` (y_0 = LQ at the HQ size); the
+    network gets the normalised ``x_t`` (:meth:`jaxir.samplers.ResShift.scale_input`), the
+    step ``t`` and (``condition``) y_0 as its image condition, and predicts x_0. ``process``:
+    a :class:`jaxir.samplers.ResShift`, or None to build one from the schedule options
+    (defaults: official ×4 SR, T 15, κ 2, p 0.3). ``aux = {"mse": ...}``. Sample with
+    :func:`jaxir.samplers.resshift_sample` and the same process.
+    """
+    if process is None:
+        process = resshift_process(T, kappa, min_noise_level=min_noise_level,
+                                   sqrt_eta_end=sqrt_eta_end, power=power, input_norm=input_norm)
+    elif not isinstance(process, ResShift):
+        raise ValueError(f"expected a ResShift process or None, got {type(process).__name__}")
+
+    def loss_fn(model_fn, batch, key):
+        x0 = _x0(batch)
+        k_lq, k_t, k_e = jax.random.split(key, 3)
+        y0 = _lq(batch, x0, k_lq, cond_key, degrade_fn)
+        t = _int_steps(k_t, x0.shape[0], process.T)
+        x_t = process.sample_marginal(k_e, x0, y0, t)
+        pred = process.predict_x0(model_fn, x_t, t, y0 if condition else None)
+        mse = jnp.mean(_mean_per_example((pred.astype(jnp.float32) - x0) ** 2))
+        return mse, {"mse": mse}
+
+    return loss_fn
+
+
 RESTORATION_LOSSES = {
     "irsde": irsde_loss,
     "goub": goub_loss,
     "i2sb": i2sb_loss,
     "ddbm": ddbm_loss,
     "flow": flow_loss,
+    "resshift": resshift_loss,
 }
 """Factories of this module by `make_loss` name."""
