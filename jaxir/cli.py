@@ -1,7 +1,10 @@
 """The ``jaxir`` command line.
 
-    jaxir demo                       exact-prior check of every sampler, as a table
+    jaxir demo [--quick] [--out D]   restore bundled photos + exact benchmarks -> D/report.html
+    jaxir restore --method M --task T IN -o OUT [--degrade]   restore one image (any size)
+    jaxir evaluate --method M,M2 --task T [--data S --n N]    PSNR / SSIM / consistency table
     jaxir bench gaussian [--json]    the same numbers as JSON / markdown
+    jaxir bench gmm --dim 8 [--json] the MCGdiff mixture-posterior benchmark
     jaxir train --config C --workdir D   train (resumes from D), on 1 device, a mesh or a pod
     jaxir sample --workdir D ...     sample a PNG grid from a trained model
 
@@ -11,40 +14,11 @@ User mistakes end with a one-line message on stderr and exit code 2, never a tra
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 
 
 class UsageError(Exception):
     """A mistake in how the command was called: reported in one line."""
-
-
-def _cmd_bench(args) -> int:
-    if args.suite == "gaussian":
-        from .bench.gaussian import format_table, run_gaussian_benchmark
-
-        rows = run_gaussian_benchmark(dim=args.dim, num_samples=args.samples,
-                                      num_steps=args.steps, seed=args.seed,
-                                      progress=not args.json)
-        print(json.dumps(rows, indent=1) if args.json else format_table(rows))
-        return 0 if all(r["pass"] for r in rows) else 1
-    raise UsageError(f"unknown benchmark {args.suite!r}")
-
-
-def _cmd_demo(args) -> int:
-    from .bench.gaussian import format_table, run_gaussian_benchmark
-
-    t0 = time.perf_counter()
-    print("jaxir demo: every sampler, driven by the exact score of a 4-D Gaussian, "
-          "against the exact answer", flush=True)
-    rows = run_gaussian_benchmark(dim=4, num_samples=args.samples, seed=args.seed, progress=True)
-    print(format_table(rows))
-    ok = all(r["pass"] for r in rows)
-    print(f"\n{sum(r['pass'] for r in rows)}/{len(rows)} samplers within 5 standard errors of "
-          f"the exact mean and covariance ({args.samples} samples each); "
-          f"{time.perf_counter() - t0:.0f} s in all.")
-    return 0 if ok else 1
 
 
 def _positive_int(s: str) -> int:
@@ -60,18 +34,14 @@ def _positive_int(s: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxir", description="Diffusion-based image restoration in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run the exact-prior sampler check and print its table")
-    d.add_argument("--samples", type=_positive_int, default=10_000)
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_cmd_demo)
-    b = sub.add_parser("bench", help="benchmarks with exact answers")
-    b.add_argument("suite", choices=["gaussian"])
-    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    b.add_argument("--dim", type=_positive_int, default=4)
-    b.add_argument("--samples", type=_positive_int, default=10_000)
-    b.add_argument("--steps", type=_positive_int, default=1000)
-    b.add_argument("--seed", type=int, default=0)
-    b.set_defaults(func=_cmd_bench)
+    from .restore._cli import add_demo_parser, add_evaluate_parser, add_restore_parser
+
+    add_demo_parser(sub)
+    add_restore_parser(sub)
+    add_evaluate_parser(sub)
+    from .bench._cli import add_bench_parser
+
+    add_bench_parser(sub)
     from .training import add_sample_parser, add_train_parser
 
     add_train_parser(sub)

@@ -1,0 +1,38 @@
+"""Image restoration for users: tasks, methods, patch-wise restoration, evaluation, the demo.
+
+- `TASKS` / `get_task`: ``denoise``, ``sr4``, ``deblur``, ``inpaint``, ``inpaint_box``,
+  ``colorize`` as operators and noise levels in [-1, 1] units; `degrade_images`.
+- `METHODS` / `get_method`: the training-free diffusion samplers of :mod:`jaxir.inverse`
+  (official defaults, ``steps`` overridable) and classical baselines.
+- `restore_images` / `restore_image`: any image size with a fixed-size prior, by overlapping
+  patches blended with a raised-cosine window (see their docstrings for the limitation).
+- `evaluate`: PSNR / SSIM / consistency with 95% confidence intervals.
+- `run_demo`: the offline ``jaxir demo`` report.
+"""
+
+from ._evaluate import evaluate as evaluate
+from ._evaluate import image_metrics as image_metrics
+from ._evaluate import load_eval_images as load_eval_images
+from ._evaluate import markdown_table as markdown_table
+from ._evaluate import summarize as summarize
+from ._evaluate import write_results as write_results
+from ._io import compare_path as compare_path
+from ._io import comparison_image as comparison_image
+from ._io import load_image as load_image
+from ._io import save_image as save_image
+from ._io import to_uint8 as to_uint8
+from ._methods import DIFFUSION_METHODS as DIFFUSION_METHODS
+from ._methods import METHODS as METHODS
+from ._methods import Method as Method
+from ._methods import get_method as get_method
+from ._patches import blend_patches as blend_patches
+from ._patches import blend_weights as blend_weights
+from ._patches import blend_window as blend_window
+from ._patches import extract_patches as extract_patches
+from ._patches import patch_positions as patch_positions
+from ._restore import restore_image as restore_image
+from ._restore import restore_images as restore_images
+from ._tasks import TASKS as TASKS
+from ._tasks import Task as Task
+from ._tasks import degrade_images as degrade_images
+from ._tasks import get_task as get_task

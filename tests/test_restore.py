@@ -1,0 +1,273 @@
+"""jaxir.restore: patch blending, tasks, methods, restore / evaluate / demo end to end.
+
+Diffusion runs use a tiny randomly-initialised 16-px U-Net prior written to tmp_path (a stand-in:
+it tests the plumbing, not the quality); one smoke test uses the shipped photos64 if present.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxir import restore
+from jaxir.restore import (
+    TASKS,
+    blend_patches,
+    blend_weights,
+    blend_window,
+    extract_patches,
+    get_method,
+    get_task,
+    patch_positions,
+    restore_images,
+)
+
+SHIPPED = Path(__file__).resolve().parents[1] / "jaxir" / "assets" / "photos64.npz"
+
+
+def write_tiny_prior(path, size: int = 16) -> Path:
+    """A randomly initialised one-level U-Net saved in the jaxir prior format (fast to build)."""
+    from flax import nnx
+
+    from jaxir.models import UNet, UNetConfig, split_model
+    from jaxir.training import DataConfig, LossConfig, SDEConfig, TrainConfig, config_to_dict
+
+    cfg = TrainConfig(
+        name="tiny",
+        model=UNetConfig(in_channels=3, out_channels=3, base_channels=8, channel_mults=(1,),
+                         num_res_blocks=1, attention_resolutions=(), image_size=size,
+                         num_groups=4),
+        sde=SDEConfig(name="ddpm_linear", num_train_steps=1000),
+        loss=LossConfig(prediction="eps"),
+        data=DataConfig(source="photos", image_size=size, batch_size=4))
+    _, params = split_model(UNet(cfg.model, rngs=nnx.Rngs(0)))
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    arrays = {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
+    arrays["__config__"] = np.frombuffer(json.dumps(config_to_dict(cfg)).encode(), np.uint8)
+    np.savez(path, **arrays)
+    return Path(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_prior_path(tmp_path_factory):
+    return write_tiny_prior(tmp_path_factory.mktemp("prior") / "tiny16.npz")
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tiny_prior_path):
+    from jaxir.priors import load_prior
+
+    return load_prior(tiny_prior_path)
+
+
+def _images(n, h, w, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, h, w, 3)).astype(np.float32)
+
+
+# ---- patches ----
+
+@pytest.mark.parametrize("length,patch,stride,align", [(64, 64, 48, 1), (100, 64, 48, 1),
+                                                      (200, 64, 32, 4), (65, 16, 12, 1)])
+def test_patch_positions_cover_everything(length, patch, stride, align):
+    pos = patch_positions(length, patch, stride, align)
+    assert pos[0] == 0 and pos[-1] == length - patch
+    assert np.all(np.diff(pos) <= stride) and np.all(np.diff(pos) > 0)
+    assert np.all(pos % align == 0)
+    covered = np.zeros(length, bool)
+    for p in pos:
+        covered[p:p + patch] = True
+    assert covered.all()
+
+
+def test_patch_positions_reject_bad_arguments():
+    with pytest.raises(ValueError, match="gaps"):
+        patch_positions(100, 16, 20)
+    with pytest.raises(ValueError, match="pad first"):
+        patch_positions(10, 16, 8)
+    with pytest.raises(ValueError, match="multiples"):
+        patch_positions(100, 64, 30, 4)
+
+
+def test_blend_weights_sum_to_one_and_window_is_smooth():
+    w = blend_weights(100, 77, 16, 12)
+    np.testing.assert_allclose(w.sum(0), 1.0, atol=1e-12)
+    assert np.all(w >= 0)
+    win = blend_window(16)
+    assert np.all(win > 0) and win.max() <= 1
+    # symmetric, peaked in the middle, small at the border: patches fade out towards their edges
+    np.testing.assert_allclose(win, win[::-1, ::-1])
+    assert win[0, 0] < 1e-3 * win[8, 8]
+
+
+def test_extract_then_blend_is_exact_identity():
+    x = _images(2, 50, 37)
+    tops, lefts = patch_positions(50, 16, 12), patch_positions(37, 16, 12)
+    patches = extract_patches(x, tops, lefts, 16)
+    assert patches.shape == (2 * len(tops) * len(lefts), 16, 16, 3)
+    np.testing.assert_allclose(blend_patches(patches, x.shape, tops, lefts), x, atol=1e-6)
+
+
+def test_blending_has_no_seams():
+    """Two different constant restorations in overlapping patches meet as a smooth ramp."""
+    tops, lefts = patch_positions(16, 16, 16), patch_positions(40, 16, 8)
+    patches = np.stack([np.full((16, 16, 1), float(k)) for k in range(len(lefts))])
+    out = blend_patches(patches, (1, 16, 40, 1), tops, lefts)[0, 8, :, 0]
+    assert np.max(np.abs(np.diff(out))) < 0.25  # the unit step between patches is spread out
+    assert np.all(np.diff(out) >= -1e-6)  # monotone: no overshoot at the joins
+
+
+def test_patch_pipeline_is_exact_for_an_identity_method(tiny_prior, monkeypatch):
+    """A diffusion 'method' that returns A⁺y per patch: noiseless denoising gives back the
+    image (all sizes, including one smaller than the patch), SR gives nearest upsampling."""
+    from jaxir.restore import _methods, _restore
+
+    def ident(key, prior, op, y, sigma_y, task, steps):
+        return jax.vmap(op.A_pinv)(y)
+
+    m = _methods.Method("oracle", "diffusion", tuple(TASKS), 1, ident, "A⁺y per patch")
+    monkeypatch.setattr(_restore, "_COMPILED", {})
+    for h, w in [(44, 40), (9, 30), (16, 16)]:
+        x = _images(1, h, w, seed=h)
+        np.testing.assert_allclose(restore_images(x, "denoise", m, prior=tiny_prior), x,
+                                   atol=1e-6)
+    y = _images(1, 11, 7)
+    up = restore_images(y, "sr4", m, prior=tiny_prior)
+    np.testing.assert_allclose(up, np.repeat(np.repeat(y, 4, 1), 4, 2), atol=1e-6)
+    # inpainting: each patch gets its own mask crop; A⁺y of the masked image keeps known pixels
+    x = _images(1, 30, 30)
+    mask = (np.random.default_rng(1).uniform(size=(1, 30, 30, 1)) > 0.5).astype(np.float32)
+    out = restore_images(x * mask, "inpaint", m, prior=tiny_prior, mask=mask)
+    np.testing.assert_allclose(out, x * mask, atol=1e-6)
+
+
+# ---- tasks and methods ----
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_task_operator_shapes(name):
+    task = get_task(name)
+    x = _images(2, 64, 48)
+    y, mask = restore.degrade_images(jax.random.key(0), task, x)
+    assert y.shape == (2, *task.y_shape((64, 48, 3)))
+    assert (mask is None) == (task.make_mask is None)
+    op = task.make_operator((64, 64, 3), None if mask is None else np.ones((64, 64, 1)))
+    assert tuple(op.x_shape) == (64, 64, 3)
+    assert tuple(op.y_shape) == task.y_shape((64, 64, 3))
+    assert getattr(op, "has_svd", False)  # every task works with the spectral methods
+    # the noise level: residual of the true image is σ_y in RMS
+    masks = [None] * len(x) if mask is None else list(mask)
+    clean = np.stack([np.asarray(task.forward(xi, mi)) for xi, mi in zip(x, masks)])
+    resid = np.asarray(y) - clean
+    np.testing.assert_allclose(np.sqrt(np.mean(resid**2)), task.sigma_y, rtol=0.1)
+
+
+def test_denoise_noise_level_is_25_over_255_on_unit_range():
+    assert get_task("denoise").sigma_y == pytest.approx(2 * 25 / 255)
+
+
+def test_method_registry_errors():
+    with pytest.raises(ValueError, match="unknown method"):
+        get_method("nosuch")
+    with pytest.raises(ValueError, match="does not support task 'denoise'"):
+        get_method("repaint", "denoise")
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("nosuch")
+    assert {m.name for m in restore.DIFFUSION_METHODS} >= {"dps", "pigdm", "ddrm", "ddnm",
+                                                            "repaint", "gdp", "diffpir"}
+
+
+@pytest.mark.parametrize("task,method", [("denoise", "gaussian"), ("denoise", "wiener"),
+                                         ("sr4", "bicubic"), ("sr4", "nearest"),
+                                         ("deblur", "wiener"), ("deblur", "unsharp"),
+                                         ("inpaint", "biharmonic"), ("colorize", "pinv")])
+def test_classical_baselines_run_and_help(task, method):
+    from jaxir.restore._demo import demo_images
+
+    x = demo_images(48)[:1]
+    t = get_task(task)
+    y, mask = restore.degrade_images(jax.random.key(0), t, x)
+    out = restore_images(np.asarray(y), task, method, mask=None if mask is None else np.asarray(mask))
+    assert out.shape == x.shape and np.all(np.abs(out) <= 1)
+    base = restore_images(np.asarray(y), task, "pinv",
+                          mask=None if mask is None else np.asarray(mask))
+    err = lambda z: float(np.mean((z - x) ** 2))  # noqa: E731
+    if method not in ("pinv", "nearest"):
+        assert err(out) < err(base)
+
+
+# ---- end to end with the stand-in prior ----
+
+def test_diffusion_restore_runs_on_any_size(tiny_prior):
+    """ddrm (batch path) and ddnm on inpainting (vmap path, one mask per patch), odd sizes."""
+    x = _images(2, 26, 21)
+    y, _ = restore.degrade_images(jax.random.key(0), get_task("denoise"), x)
+    out = restore_images(np.asarray(y), "denoise", "ddrm", prior=tiny_prior, steps=2,
+                         batch_size=3)
+    assert out.shape == x.shape and np.all(np.isfinite(out))
+    again = restore_images(np.asarray(y), "denoise", "ddrm", prior=tiny_prior, steps=2,
+                           batch_size=3)
+    np.testing.assert_array_equal(out, again)  # same seed, same result
+    y, mask = restore.degrade_images(jax.random.key(1), get_task("inpaint"), x)
+    out = restore_images(np.asarray(y), "inpaint", "ddnm", prior=tiny_prior, steps=2,
+                         mask=np.asarray(mask))
+    assert out.shape == x.shape and np.all(np.isfinite(out))
+
+
+def test_evaluate_end_to_end(tiny_prior, tmp_path):
+    rows = restore.evaluate(["ddrm", "bicubic"], "sr4", prior=tiny_prior, n=2, steps=2,
+                            images=restore.load_eval_images("photos:test", 2, 16))
+    assert [r["method"] for r in rows] == ["pinv"] * 2 + ["ddrm"] * 2 + ["bicubic"] * 2
+    summary = restore.summarize(rows)
+    assert all(np.isfinite(s["psnr"]) and np.isfinite(s["psnr_ci"]) for s in summary)
+    csv_path, md_path = restore.write_results(rows, tmp_path, "ev")
+    assert csv_path.read_text().count("\n") == 7
+    assert "| ddrm | 2 |" in md_path.read_text() and "±" in md_path.read_text()
+
+
+def test_demo_report_is_self_contained(tiny_prior, tmp_path):
+    from jaxir.restore._demo import run_demo
+
+    plan = {"denoise": ({"ddrm": 2}, "gaussian"), "sr4": ({"ddrm": 2}, "bicubic")}
+    path, ok = run_demo(tiny_prior, tmp_path, size=20, plan=plan, gaussian_samples=0,
+                        gmm={}, progress=False)
+    html = path.read_text()
+    assert path.name == "report.html" and html.startswith("<!DOCTYPE html>")
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert len(srcs) == 2 * 2 * 4  # 2 tasks × 2 images × (truth, input, baseline, ddrm)
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    assert "PSNR (dB)" in html and "beats input" in html
+    assert isinstance(ok, bool)
+
+
+def test_report_figure_is_inlined(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxir.report import Report
+
+    r = Report("t")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    r.figure(fig, "a line")
+    r.table([{"a": 1.0, "b": "x<y"}])
+    html = r.write(tmp_path / "r.html").read_text()
+    assert "data:image/png;base64," in html and "x&lt;y" in html
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="jaxir/assets/photos64.npz not installed")
+def test_shipped_prior_smoke():
+    """The shipped prior beats the noisy input on one 64×64 test crop with 10 DDRM steps."""
+    from jaxir.priors import load_prior
+
+    prior = load_prior("photos64")
+    x = restore.load_eval_images("photos:test", 1, 64)
+    y, _ = restore.degrade_images(jax.random.key(0), get_task("denoise"), x)
+    out = restore_images(np.asarray(y), "denoise", "ddrm", prior=prior, steps=10)
+    from jaxir import metrics
+
+    assert float(metrics.psnr(out, x)[0]) > float(metrics.psnr(np.asarray(y), x)[0]) + 2
