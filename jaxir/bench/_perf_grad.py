@@ -1,0 +1,94 @@
+"""Gradients through samplers (issue 7, item 3): memory and time against N.
+
+The objective is ``L(x_T) = Σ sampler(x_T)²`` differentiated with respect to the initial
+noise ``x_T`` (latent optimisation; a parameter gradient has the same memory structure).
+Peak memory is XLA's ``memory_analysis().temp_size_in_bytes`` of the compiled gradient
+(it works on CPU without running anything); ``exponent`` is the least-squares slope of
+log memory against log N; ``grad_over_forward`` is T(grad) / T(forward sampler).
+
+Variants:
+* ``ddim/naive``, ``ddim/remat``: :func:`jaxir.samplers.ddim_sample` with
+  ``checkpoint=False/True`` (``jax.checkpoint`` on each ``lax.scan`` step);
+* ``ode/recursive``, ``ode/backsolve``: :func:`~jaxir.samplers.ode_sample` (diffrax Euler)
+  with ``RecursiveCheckpointAdjoint`` (default) / ``BacksolveAdjoint``;
+* ``sde/recursive``: :func:`~jaxir.samplers.sde_sample` with ``brownian="virtual"``
+  (the only reverse-differentiable option; ``sde_sample`` takes no ``adjoint`` argument);
+* ``scan_ode/naive``, ``/step``, ``/sqrt``: the hand-written Euler loop of
+  :mod:`._perf_diffrax` without remat, with remat per step, and two-level (√N) remat.
+"""
+
+# ruff: noqa: B023 -- timing lambdas made in a loop are called within the same iteration
+
+from __future__ import annotations
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+from ._perf_common import Net, compile_fn, fit_exponent, interleaved, run_once
+from ._perf_diffrax import scan_euler
+
+VARIANTS = ("ddim/naive", "ddim/remat", "ode/recursive", "ode/backsolve", "sde/recursive",
+            "scan_ode/naive", "scan_ode/step", "scan_ode/sqrt")
+
+
+def _sampler(variant: str, net: Net, sde, n: int):
+    from .. import samplers
+
+    fam, how = variant.split("/")
+    key = jax.random.key(7)
+
+    def run(p, x):
+        # diffrax's BacksolveAdjoint rejects a vector field that closes over traced arrays
+        # (the jitted params); close over the concrete params instead (they become constants).
+        mf = net.model_fn(net.params if how == "backsolve" else p)
+        if fam == "ddim":
+            return samplers.ddim_sample(key, mf, sde, x_init=x, num_steps=n,
+                                        checkpoint=how == "remat").x
+        if fam == "ode":
+            adj = diffrax.BacksolveAdjoint() if how == "backsolve" else None
+            return samplers.ode_sample(None, mf, sde, x_init=x, solver="euler", num_steps=n,
+                                       adjoint=adj).x
+        if fam == "sde":
+            return samplers.sde_sample(key, mf, sde, x_init=x, num_steps=n, brownian="virtual").x
+        return scan_euler(sde, mf, x, n, checkpoint={"naive": None}.get(how, how))
+
+    return run
+
+
+def grad_scaling(net: Net, steps, *, variants=VARIANTS, time_max_n: int = 100,
+                 repeats: int = 2, progress=None) -> dict:
+    """Rows per (variant, N): temp memory, compile time and, for ``N <= time_max_n``, the
+    gradient time over the forward sampler's; plus the fitted memory exponent per variant."""
+    from ..sdes import VPSDE
+
+    sde = VPSDE()
+    x = sde.prior_sample(jax.random.key(1), net.shape)
+    rows = []
+    for v in variants:
+        for n in steps:
+            run = _sampler(v, net, sde, n)
+            grad = compile_fn(jax.grad(lambda p, x: jnp.sum(run(p, x) ** 2), argnums=1),
+                              net.params, x)
+            row = {"variant": v, "n": n, "net": net.name, "batch": net.shape[0],
+                   "temp_bytes": (grad.memory or {}).get("temp"),
+                   "compile_s": grad.lower_s + grad.compile_s, "grad_over_forward": None}
+            if n <= time_max_n:
+                fwd = compile_fn(run, net.params, x)
+                run_once(fwd.fn, net.params, x)
+                run_once(grad.fn, net.params, x)
+                r = interleaved(lambda: run_once(grad.fn, net.params, x),
+                                lambda: run_once(fwd.fn, net.params, x), repeats)
+                row.update(grad_s=r["target_s"], forward_s=r["base_s"],
+                           grad_over_forward=r["ratio"])
+            rows.append(row)
+            if progress:
+                gof = row["grad_over_forward"]
+                progress(f"  {v:15s} N={n:5d} temp={row['temp_bytes'] / 2**20:8.2f} MiB "
+                         f"grad/fwd={'-' if gof is None else f'{gof:.2f}'}")
+    fits = []
+    for v in variants:
+        rs = [r for r in rows if r["variant"] == v]
+        fits.append({"variant": v, "memory_exponent": fit_exponent(
+            [r["n"] for r in rs], [r["temp_bytes"] for r in rs])})
+    return {"net": net.name, "batch": net.shape[0], "rows": rows, "fits": fits}

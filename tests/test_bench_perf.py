@@ -1,0 +1,67 @@
+"""The perf benchmark (issue 7) runs end to end and is well formed. No timing assertions:
+only that every ratio is a finite positive number, the JSON round-trips, and the
+hand-written scan PF-ODE equals the diffrax one."""
+
+# ruff: noqa: B023 -- timing lambdas made in a loop are called within the same iteration
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxir import samplers
+from jaxir.bench._perf_common import fit_exponent, make_net
+from jaxir.bench._perf_diffrax import scan_euler
+from jaxir.bench.perf import format_perf, run_perf
+from jaxir.sdes import VPSDE
+
+
+def _finite_pos(v):
+    return isinstance(v, float) and math.isfinite(v) and v > 0
+
+
+def test_run_perf_minimal_is_finite_and_json():
+    res = run_perf(quick=True, net="toy", batch=2, steps=(3, 6), samplers=("ddim", "dps"),
+                   repeats=1, diffrax_steps=(5,), grad_steps=(4, 8),
+                   grad_variants=("ddim/naive", "scan_ode/sqrt"), grad_time_max_n=4)
+    back = json.loads(json.dumps(res))
+    assert back["config"]["steps"] == [3, 6]
+    rows = res["samplers"]["rows"]
+    assert [(r["sampler"], r["n"]) for r in rows] == [("ddim", 3), ("ddim", 6), ("dps", 3),
+                                                      ("dps", 6)]
+    for r in rows:
+        assert r["nfe"] == r["n"] and r["finite"]
+        assert _finite_pos(r["ratio"]) and _finite_pos(r["ratio_loop"])
+    assert all(_finite_pos(r["ratio_vs_vjp"]) for r in rows if r["kind"] == "vjp")
+    assert _finite_pos(res["samplers"]["vjp_cost"])
+    for r in res["diffrax"]["rows"]:
+        assert _finite_pos(r["ratio"])
+    ode = [r for r in res["diffrax"]["rows"] if r["path"] == "pf_ode_euler"]
+    assert ode and ode[0]["max_rel_diff"] < 1e-5
+    for r in res["grad"]["rows"]:
+        assert r["temp_bytes"] is None or r["temp_bytes"] >= 0
+    assert all(r["grad_over_forward"] is None or _finite_pos(r["grad_over_forward"])
+               for r in res["grad"]["rows"])
+    text = format_perf(res)
+    assert "Sampler overhead" in text and "diffrax / lax.scan" in text
+
+
+def test_scan_pf_ode_matches_diffrax():
+    net = make_net("toy", 2)
+    sde = VPSDE()
+    mf = net.model_fn(net.params)
+    x_T = sde.prior_sample(jax.random.key(0), net.shape)
+    for n in (1, 7, 50):
+        ref = jax.jit(lambda x: samplers.ode_sample(None, mf, sde, x_init=x, solver="euler",
+                                                    num_steps=n).x)(x_T)
+        for ck in (None, "step", "sqrt"):
+            got = jax.jit(lambda x: scan_euler(sde, mf, x, n, checkpoint=ck))(x_T)
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
+
+
+def test_fit_exponent():
+    assert abs(fit_exponent([10, 100, 1000], [3.0, 30.0, 300.0]) - 1.0) < 1e-12
+    assert abs(fit_exponent([10, 1000], [5.0, 50.0]) - 0.5) < 1e-12
+    assert fit_exponent([10], [1.0]) is None
