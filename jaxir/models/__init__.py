@@ -3,10 +3,14 @@
 - `UNet` / `UNetConfig` / `unet_config`: the ADM / DDPM++ U-Net and its presets
   ("tiny", "small", "base" = DDPM CIFAR-10, "adm64" = ADM ImageNet-64).
 - `NoisyClassifier` / `ClassifierConfig` / `classifier_config`: p(y | x_t) for guidance.
+- `Autoencoder` / `AutoencoderConfig`: the convolutional autoencoder of latent diffusion
+  (`jaxir.latent` trains it and samples in its latent space).
 - `split_model`, `make_model_fn`, `classifier_log_prob_fn`, `param_count`: a network as a
   pure `model_fn(x, t, cond)` (the convention is documented in `make_model_fn`'s module).
 """
 
+from ._autoencoder import Autoencoder as Autoencoder
+from ._autoencoder import AutoencoderConfig as AutoencoderConfig
 from ._boundary import classifier_log_prob_fn as classifier_log_prob_fn
 from ._boundary import make_model_fn as make_model_fn
 from ._boundary import param_count as param_count
@@ -21,6 +25,8 @@ from ._layers import sinusoidal_embedding as sinusoidal_embedding
 from ._unet import UNet as UNet
 
 __all__ = [
+    "Autoencoder",
+    "AutoencoderConfig",
     "ClassifierConfig",
     "NoisyClassifier",
     "UNet",
