@@ -138,7 +138,8 @@ def test_mcgdiff_error_decreases_with_particles():
     the run-average of the weighted particle cloud, so its mode weights are measured without
     draw noise from 256 runs: their total-variation error falls ~20× per 8× particles
     (measured 0.56 → 0.020 → 0.0009; over three keys ≤ 0.60, ≤ 0.021, ≤ 0.0009). The draws
-    themselves reach the max-sliced W2 noise floor of 256 exact samples (≈ 1.8)."""
+    themselves reach the max-sliced W2 noise floor of 256 exact samples (≈ 1.8; within 2× of
+    it, while 8 particles are > 3× above it)."""
     p = gmm.make_problem(jax.random.key(4001), 8, 4)
     sde = gmm.gmm_sde(50)
     ref = gmm.posterior_sample(jax.random.key(5), p, 10_000)
@@ -160,7 +161,10 @@ def test_mcgdiff_error_decreases_with_particles():
         sws.append(float(sliced_wasserstein(jax.random.key(7), out.x, ref, 100, p=2, reduce="max")))
     assert tvs[0] > 5 * tvs[1] > 25 * tvs[2], tvs
     assert tvs[0] > 0.4 and tvs[2] < 0.005, tvs
-    assert sws[0] > 5.0 and sws[2] < 2.5, sws
+    # the max-sliced W2 of 256 draws is noisy: compare with exact 256-sample draws (the floor)
+    floor = np.mean([float(sliced_wasserstein(jax.random.key(7), gmm.posterior_sample(
+        jax.random.key(100 + i), p, 256), ref, 100, p=2, reduce="max")) for i in range(4)])
+    assert sws[0] > 3 * floor and sws[2] < 2 * floor, (sws, floor)
 
 
 @pytest.mark.parametrize("method", list(SAMPLERS))
