@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from jaxir.data import photos
-from jaxir.priors import export_prior, load_prior, prior_path
 from jaxir.predictions import to_x0_eps
+from jaxir.priors import export_prior, load_prior, prior_path
 
 
 @pytest.fixture(scope="module")
