@@ -21,7 +21,8 @@ class UsageError(Exception):
     """A mistake in how the command was called: reported in one line."""
 
 
-def _positive_int(s: str) -> int:
+def positive_int(s: str) -> int:
+    """argparse type for the positive integer options of every subcommand."""
     try:
         v = int(s)
     except ValueError:

@@ -9,17 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..cli import positive_int as _positive_int
+
 SUITES = ("gaussian", "gmm", "perf")
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
 
 
 def _int_list(s: str) -> tuple[int, ...]:

@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from ..cli import positive_int as _positive_int
+
 MIN_SIZE, MAX_SIZE = 16, 4096
 
 
@@ -19,16 +21,6 @@ def _usage(msg: str):
     from ..cli import UsageError
 
     return UsageError(msg)
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
 
 
 def _task_and_method(task: str, method: str):

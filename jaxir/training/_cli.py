@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli import positive_int as _positive_int
+
 SAMPLERS = ("ddim", "ddpm", "dpm", "ode")
 
 
@@ -18,16 +20,6 @@ def _usage_error(msg: str) -> Exception:
     from jaxir.cli import UsageError  # lazy: jaxir.cli imports this module
 
     return UsageError(msg)
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
 
 
 def parse_mesh(spec: str) -> dict:
