@@ -913,9 +913,10 @@ NOTEBOOKS["04_training_and_gradients"] = [
     '''),
     md(r'''
     The same works with a trained network (`model_fn` from `load_model_fn`) and with
-    `dpm_solver_sample`, `ode_sample` and `sde_sample(..., brownian="virtual")`; the tests compare
-    these gradients with finite differences. `sde_sample`'s default `brownian="unsafe"` path
-    supports forward-mode differentiation only.
+    `dpm_solver_sample`, `ode_sample` (also with `adjoint=diffrax.BacksolveAdjoint()`) and
+    `sde_sample` (its default `brownian="step"` path, or `"virtual"`); the tests compare these
+    gradients with finite differences. `sde_sample(..., brownian="unsafe")` supports
+    forward-mode differentiation only.
     '''),
     code(r'''
     import shutil

@@ -40,6 +40,10 @@ def test_run_perf_minimal_is_finite_and_json():
         assert _finite_pos(r["ratio"])
     ode = [r for r in res["diffrax"]["rows"] if r["path"] == "pf_ode_euler"]
     assert ode and ode[0]["max_rel_diff"] < 1e-5
+    # brownian="step" and its gradient equal the scan loop with the same fold_in increments.
+    step = {r["path"]: r for r in res["diffrax"]["rows"] if "step" in r["path"]}
+    assert set(step) == {"sde_em_step", "grad_sde_em_step"}
+    assert all(r["max_rel_diff"] < 1e-4 for r in step.values()), step
     for r in res["grad"]["rows"]:
         assert r["temp_bytes"] is None or r["temp_bytes"] >= 0
     assert all(r["grad_over_forward"] is None or _finite_pos(r["grad_over_forward"])
@@ -59,6 +63,19 @@ def test_scan_pf_ode_matches_diffrax():
         for ck in (None, "step", "sqrt"):
             got = jax.jit(lambda x: scan_euler(sde, mf, x, n, checkpoint=ck))(x_T)
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
+
+
+def test_scan_fold_in_matches_step_path():
+    net = make_net("toy", 2)
+    sde = VPSDE()
+    mf = net.model_fn(net.params)
+    key = jax.random.key(4)
+    ref = jax.jit(lambda k: samplers.sde_sample(k, mf, sde, net.shape, num_steps=9,
+                                                brownian="step", denoise=False).x)(key)
+    k_init, k_bm = jax.random.split(key)
+    x_T = sde.prior_sample(k_init, net.shape)
+    got = jax.jit(lambda x: scan_euler(sde, mf, x, 9, key=k_bm, increments="fold_in"))(x_T)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(ref).max()))
 
 
 def test_fit_exponent():

@@ -11,8 +11,9 @@ Variants:
   ``checkpoint=False/True`` (``jax.checkpoint`` on each ``lax.scan`` step);
 * ``ode/recursive``, ``ode/backsolve``: :func:`~jaxir.samplers.ode_sample` (diffrax Euler)
   with ``RecursiveCheckpointAdjoint`` (default) / ``BacksolveAdjoint``;
-* ``sde/recursive``: :func:`~jaxir.samplers.sde_sample` with ``brownian="virtual"``
-  (the only reverse-differentiable option; ``sde_sample`` takes no ``adjoint`` argument);
+* ``sde/recursive``, ``sde/step``: :func:`~jaxir.samplers.sde_sample` with
+  ``brownian="virtual"`` / ``"step"`` (the reverse-differentiable Brownian paths), default
+  ``RecursiveCheckpointAdjoint``;
 * ``scan_ode/naive``, ``/step``, ``/sqrt``: the hand-written Euler loop of
   :mod:`._perf_diffrax` without remat, with remat per step, and two-level (√N) remat.
 """
@@ -29,7 +30,7 @@ from ._perf_common import Net, compile_fn, fit_exponent, interleaved, run_once
 from ._perf_diffrax import scan_euler
 
 VARIANTS = ("ddim/naive", "ddim/remat", "ode/recursive", "ode/backsolve", "sde/recursive",
-            "scan_ode/naive", "scan_ode/step", "scan_ode/sqrt")
+            "sde/step", "scan_ode/naive", "scan_ode/step", "scan_ode/sqrt")
 
 
 def _sampler(variant: str, net: Net, sde, n: int):
@@ -39,9 +40,7 @@ def _sampler(variant: str, net: Net, sde, n: int):
     key = jax.random.key(7)
 
     def run(p, x):
-        # diffrax's BacksolveAdjoint rejects a vector field that closes over traced arrays
-        # (the jitted params); close over the concrete params instead (they become constants).
-        mf = net.model_fn(net.params if how == "backsolve" else p)
+        mf = net.model_fn(p)
         if fam == "ddim":
             return samplers.ddim_sample(key, mf, sde, x_init=x, num_steps=n,
                                         checkpoint=how == "remat").x
@@ -50,7 +49,8 @@ def _sampler(variant: str, net: Net, sde, n: int):
             return samplers.ode_sample(None, mf, sde, x_init=x, solver="euler", num_steps=n,
                                        adjoint=adj).x
         if fam == "sde":
-            return samplers.sde_sample(key, mf, sde, x_init=x, num_steps=n, brownian="virtual").x
+            return samplers.sde_sample(key, mf, sde, x_init=x, num_steps=n,
+                                       brownian="step" if how == "step" else "virtual").x
         return scan_euler(sde, mf, x, n, checkpoint={"naive": None}.get(how, how))
 
     return run

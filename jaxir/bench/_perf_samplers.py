@@ -83,7 +83,7 @@ def _specs() -> dict[str, SamplerSpec]:
         SamplerSpec("ddpm", "forward", ddpm),
         SamplerSpec("ddim", "forward", ddim),
         SamplerSpec("dpm_solver++", "forward", dpm, "2M"),
-        SamplerSpec("sde_em", "forward", sde_, "diffrax reverse SDE, Euler-Maruyama, unsafe BM"),
+        SamplerSpec("sde_em", "forward", sde_, "diffrax reverse SDE, Euler-Maruyama, step BM"),
         SamplerSpec("ode_euler", "forward", ode, "diffrax PF-ODE, fixed-step Euler"),
         SamplerSpec("dps", "vjp", dps),
         SamplerSpec("pigdm", "vjp", pigdm),

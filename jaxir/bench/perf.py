@@ -4,8 +4,8 @@
 
 * ``samplers``: T(N-step sampler) / (nfe × T(jitted forward)) per sampler and N, with
   compile times per N (:mod:`._perf_samplers`);
-* ``diffrax``: diffrax reverse SDE / PF-ODE against a hand-written ``lax.scan`` loop
-  (:mod:`._perf_diffrax`);
+* ``diffrax``: diffrax reverse SDE (each Brownian path) / PF-ODE, and parameter gradients
+  through the SDE, against a hand-written ``lax.scan`` loop (:mod:`._perf_diffrax`);
 * ``grad``: temp memory and time of ``jax.grad`` through samplers against N
   (:mod:`._perf_grad`);
 * ``train`` (not in quick mode): train step against forward+backward, and 1/2/4/8 fake
@@ -26,11 +26,13 @@ from ._perf_common import fit_exponent, machine_info, make_net
 
 QUICK = {"net": "tiny", "batch": 2, "steps": (20, 100), "samplers": ("ddim", "sde_em", "dps"),
          "repeats": 2, "diffrax_net": "toy", "diffrax_steps": (100,), "virtual": False,
+         "diffrax_grad": ("recursive",),
          "grad_net": "toy", "grad_steps": (10, 100),
          "grad_variants": ("ddim/naive", "ddim/remat", "ode/recursive", "scan_ode/sqrt"),
          "grad_time_max_n": 10, "train": False}
 FULL = {"net": "tiny", "batch": 4, "steps": (20, 100, 1000), "samplers": None, "repeats": 3,
         "diffrax_net": "toy", "diffrax_steps": (100, 1000), "virtual": True,
+        "diffrax_grad": ("recursive", "recursive_N"),
         "grad_net": "tiny", "grad_steps": (10, 100, 1000), "grad_variants": None,
         "grad_time_max_n": 100, "train": True}
 SECTIONS = ("samplers", "diffrax", "grad", "train")
@@ -67,7 +69,8 @@ def run_perf(quick: bool = True, *, sections=SECTIONS, progress=None, **override
         say(f"diffrax vs scan ({cfg['diffrax_net']})")
         net = make_net(cfg["diffrax_net"], cfg["batch"])
         out["diffrax"] = diffrax_vs_scan(net, cfg["diffrax_steps"], repeats=cfg["repeats"],
-                                         virtual=cfg["virtual"], progress=say)
+                                         virtual=cfg["virtual"], grad=cfg["diffrax_grad"],
+                                         progress=say)
         out["timings_s"]["diffrax"] = time.perf_counter() - t1
     if "grad" in sections:
         t1 = time.perf_counter()

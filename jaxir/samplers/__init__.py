@@ -2,8 +2,9 @@
 
 All are pure functions that ``jax.jit`` (mark ``model_fn``, ``shape`` and option strings
 static or close over them), ``jax.vmap`` over keys or initial states, and ``jax.grad``
-(``sde_sample`` with ``brownian="virtual"``). No Python loop runs over sampling steps:
-the discrete samplers are ``lax.scan`` loops, the continuous ones diffrax solves.
+(``sde_sample`` with its default ``brownian="step"`` or ``"virtual"``). No Python loop runs
+over sampling steps: the discrete samplers are ``lax.scan`` loops, the continuous ones
+diffrax solves.
 """
 
 from ._ancestral import VARIANCES as VARIANCES
