@@ -102,12 +102,61 @@ def test_restore_bad_steps_is_an_argparse_error(capsys):
     assert e.value.code == 2 and "positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cmd", ["restore", "evaluate"])
+def test_samples_must_be_positive(cmd, capsys):
+    argv = (["restore", "x.png", "-o", "o.png"] if cmd == "restore" else ["evaluate"])
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--method", "ddrm", "--task", "denoise", "--samples", bad])
+        assert e.value.code == 2 and "--samples" in capsys.readouterr().err
+
+
+def test_samples_with_only_classical_methods_is_a_usage_error(tmp_path, capsys):
+    ok = _png(tmp_path / "ok.png", 24, 24)
+    _fails(capsys, ["restore", "--method", "gaussian", "--task", "denoise", ok, "-o",
+                    str(tmp_path / "o.png"), "--samples", "4"], "deterministic")
+    _fails(capsys, ["evaluate", "--method", "gaussian,wiener", "--task", "denoise", "--n", "2",
+                    "--samples", "4", "--out", str(tmp_path)], "deterministic")
+
+
+def test_restore_with_samples(tmp_path, capsys, prior_file):
+    src = _png(tmp_path / "in.png", 16, 16)
+    out = tmp_path / "out.png"
+    code = main(["restore", "--method", "ddrm", "--task", "denoise", src, "--degrade", "-o",
+                 str(out), "--prior", prior_file, "--steps", "2", "--samples", "3"])
+    assert code == 0 and Image.open(out).size == (16, 16)
+    assert "ddrm (2 steps, mean of 3)" in capsys.readouterr().out
+
+
+def test_evaluate_samples_and_append(tmp_path, capsys, prior_file):
+    base = ["evaluate", "--task", "denoise", "--n", "2", "--steps", "2", "--prior", prior_file,
+            "--out", str(tmp_path)]
+    assert main(base + ["--method", "ddrm,gaussian"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--method", "ddrm", "--samples", "2", "--append"]) == 0
+    text = capsys.readouterr().out
+    md = (tmp_path / "evaluate_denoise.md").read_text()
+    for row in ("| pinv | 2 |", "| ddrm (2 steps) | 2 |", "| gaussian | 2 |",
+                "| ddrm (2 steps, mean of 2) | 2 |"):
+        assert row in md and row in text
+    assert "NFE / image" in md and "s / image" in md
+    csv_text = (tmp_path / "evaluate_denoise.csv").read_text()
+    assert csv_text.count("\n") == 1 + 4 * 2 and csv_text.startswith("method,image,")
+    ddrm2 = [ln for ln in csv_text.splitlines() if ln.startswith('"ddrm (2 steps, mean of 2)"')]
+    assert len(ddrm2) == 2
+    assert all(ln.split(",")[-2] == "4.0" for ln in ddrm2)  # NFE: 2 steps × 2 samples
+    # appending a run on a different number of images is refused
+    _fails(capsys, base[:3] + ["--n", "3"] + base[5:] + ["--method", "ddrm", "--append"],
+           "--append")
+
+
 def test_evaluate_writes_tables(tmp_path, capsys, prior_file):
     code = main(["evaluate", "--method", "ddrm,gaussian", "--task", "denoise", "--n", "2",
                  "--steps", "2", "--prior", prior_file, "--out", str(tmp_path)])
     text = capsys.readouterr().out
     assert code == 0
-    assert "| ddrm | 2 |" in text and "| gaussian | 2 |" in text and "| pinv | 2 |" in text
+    assert "| ddrm (2 steps) | 2 |" in text and "| gaussian | 2 |" in text
+    assert "| pinv | 2 |" in text
     assert (tmp_path / "evaluate_denoise.csv").exists()
     assert (tmp_path / "evaluate_denoise.md").exists()
 

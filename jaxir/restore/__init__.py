@@ -5,8 +5,10 @@
 - `METHODS` / `get_method`: the training-free diffusion samplers of :mod:`jaxir.inverse`
   (official defaults, ``steps`` overridable) and classical baselines.
 - `restore_images` / `restore_image`: any image size with a fixed-size prior, by overlapping
-  patches blended with a raised-cosine window (see their docstrings for the limitation).
-- `evaluate`: PSNR / SSIM / consistency with 95% confidence intervals.
+  patches blended with a raised-cosine window (see their docstrings for the limitation);
+  ``samples=K`` averages K posterior samples per patch (a Monte-Carlo posterior mean).
+- `evaluate`: PSNR / SSIM / consistency with 95% confidence intervals, NFE and time per image;
+  `read_results` / `merge_results` add rows to an existing table.
 - `run_demo`: the offline ``jaxir demo`` report.
 """
 
@@ -14,6 +16,9 @@ from ._evaluate import evaluate as evaluate
 from ._evaluate import image_metrics as image_metrics
 from ._evaluate import load_eval_images as load_eval_images
 from ._evaluate import markdown_table as markdown_table
+from ._evaluate import merge_results as merge_results
+from ._evaluate import method_label as method_label
+from ._evaluate import read_results as read_results
 from ._evaluate import summarize as summarize
 from ._evaluate import write_results as write_results
 from ._io import compare_path as compare_path

@@ -53,6 +53,16 @@ def _check_size(h: int, w: int, what: str):
         raise _usage(f"{what} is {h}x{w}; restore takes {MIN_SIZE} to {MAX_SIZE} pixels a side")
 
 
+def _check_samples(samples: int, methods):
+    if samples > 1 and not any(m.kind == "diffusion" for m in methods):
+        raise _usage(f"--samples {samples} averages diffusion posterior samples; "
+                     f"{', '.join(m.name for m in methods)} is deterministic (use --samples 1)")
+
+
+_SAMPLES_HELP = ("average K posterior samples per patch (a Monte-Carlo posterior mean: "
+                 "higher PSNR/SSIM, smoother, K times the time; diffusion methods only)")
+
+
 # ---- jaxir restore ----
 
 def _cmd_restore(args) -> int:
@@ -60,11 +70,13 @@ def _cmd_restore(args) -> int:
     import numpy as np
 
     from .. import metrics
+    from ._evaluate import method_label
     from ._io import compare_path, comparison_image, load_image, save_image
     from ._restore import restore_image
     from ._tasks import degrade_images
 
     task, method = _task_and_method(args.task, args.method)
+    _check_samples(args.samples, [method])
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise _usage(f"--output must be a .png file, got {str(out)!r}")
@@ -101,19 +113,23 @@ def _cmd_restore(args) -> int:
                 raise _usage(f"--mask is {mask.shape[0]}x{mask.shape[1]}, the input is {h}x{w}")
     t0 = time.perf_counter()
     x_hat = restore_image(y, task, method, prior=prior, mask=mask, steps=args.steps,
-                          seed=args.seed, progress=True, batch_size=args.batch_size)
+                          seed=args.seed, progress=True, batch_size=args.batch_size,
+                          samples=args.samples)
     secs = time.perf_counter() - t0
     save_image(out, x_hat)
     y_view = y if task.make_mask is None else y * mask  # show holes as mid-grey
-    panels = [("input", y_view), (f"{method.name}", x_hat)]
+    label = method.name if method.kind == "classical" else method_label(
+        method.name, args.samples,
+        args.steps if args.steps not in (None, method.default_steps) else None)
+    panels = [("input", y_view), (label, x_hat)]
     if x is not None:
         panels.append(("ground truth", x))
     save_image(compare_path(out), comparison_image(panels).astype(np.float32) / 127.5 - 1.0)
-    print(f"restored {args.input} ({task.name}, {method.name}) in {secs:.1f} s -> {out} "
+    print(f"restored {args.input} ({task.name}, {label}) in {secs:.1f} s -> {out} "
           f"and {compare_path(out)}")
     if x is not None:
         base = restore_image(y, task, "pinv", mask=mask)
-        for name, z in (("degraded input (A+y)", base), (method.name, x_hat)):
+        for name, z in (("degraded input (A+y)", base), (label, x_hat)):
             p = float(metrics.psnr(z, x))
             s = float(metrics.ssim(z, x))
             print(f"  {name:>22}: PSNR {p:6.2f} dB   SSIM {s:.4f}")
@@ -139,7 +155,9 @@ def add_restore_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="sampling steps (default: the method's official number)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per call")
+    p.add_argument("--samples", type=_positive_int, default=1, metavar="K", help=_SAMPLES_HELP)
+    p.add_argument("--batch-size", type=_positive_int, default=16,
+                   help="sampler draws per call (patches x samples)")
     p.set_defaults(func=_cmd_restore)
     return p
 
@@ -153,6 +171,7 @@ def _cmd_evaluate(args) -> int:
     if not names:
         raise _usage("--method is empty")
     methods = [_task_and_method(args.task, m)[1] for m in names]
+    _check_samples(args.samples, methods)
     need_prior = any(m.kind == "diffusion" for m in methods)
     prior = load_prior_or_fail(args.prior) if need_prior else None
     size = 64 if prior is None else int(prior.image_size)  # one window per image
@@ -162,12 +181,35 @@ def _cmd_evaluate(args) -> int:
         images = load_eval_images(args.data, args.n, size)
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         raise _usage(str(e)) from None
+    stem = f"evaluate_{args.task}"
+    old = []
+    if args.append:
+        from ._evaluate import read_results
+
+        old_csv = Path(args.out) / f"{stem}.csv"
+        if old_csv.exists():
+            try:
+                old = read_results(old_csv)
+            except (KeyError, ValueError) as e:
+                raise _usage(f"--append: cannot read {str(old_csv)!r} ({e})") from None
+            if {r["image"] for r in old} != set(range(args.n)):
+                raise _usage(f"--append: {str(old_csv)!r} scores "
+                             f"{len({r['image'] for r in old})} images, this run --n {args.n}")
+    # --samples K: diffusion rows are "METHOD (mean of K)" ("METHOD (S steps, mean of K)" with a
+    # --steps other than the method's default); classical ones are unchanged.
+    # With --append the reference rows (pinv, A⁺y) are kept if the file has them.
+    reference = not (args.append and any(r["method"] == "pinv" for r in old))
     rows = evaluate(names, args.task, prior=prior, n=args.n, steps=args.steps, seed=args.seed,
-                    images=images, progress=True, batch_size=args.batch_size)
+                    images=images, progress=True, batch_size=args.batch_size,
+                    samples=args.samples, reference=reference)
+    if old:
+        from ._evaluate import merge_results
+
+        rows = merge_results(old, rows)
     print(f"{args.task} on {args.n} images of {args.data} ({size}x{size}); "
           f"mean ± 95% CI:")
     print(markdown_table(summarize(rows)))
-    csv_path, md_path = write_results(rows, args.out, f"evaluate_{args.task}")
+    csv_path, md_path = write_results(rows, args.out, stem)
     print(f"wrote {csv_path} and {md_path}")
     return 0
 
@@ -183,7 +225,14 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--prior", default="photos64")
     p.add_argument("--steps", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--samples", type=_positive_int, default=1, metavar="K",
+                   help=_SAMPLES_HELP + "; rows are labelled 'METHOD (mean of K)'")
+    # (a --steps other than the method's default is named in the label too)
+    p.add_argument("--append", action="store_true",
+                   help="keep the rows of other methods already in OUT/evaluate_TASK.csv "
+                   "(same --n, --data and --seed assumed) and add or replace these")
+    p.add_argument("--batch-size", type=_positive_int, default=16,
+                   help="sampler draws per call (patches x samples)")
     p.set_defaults(func=_cmd_evaluate)
     return p
 

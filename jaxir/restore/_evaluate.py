@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import metrics
 from ._io import from_uint8
+from ._methods import get_method
 from ._restore import restore_images
 from ._tasks import degrade_images, get_task
 
@@ -71,33 +72,54 @@ def summarize(rows: list[dict]) -> list[dict]:
                 s[c], s[c + "_ci"] = float(m), float(h)
             else:
                 s[c], s[c + "_ci"] = float(np.mean(v)), math.nan
-        s["seconds"] = float(sum(r["seconds"] for r in rs))
+        s["seconds"] = float(sum(float(r["seconds"]) for r in rs))
+        s["seconds_per_image"] = s["seconds"] / len(rs)
+        nfe = [r.get("nfe") for r in rs]
+        s["nfe"] = (float(np.mean([float(v) for v in nfe]))
+                    if all(v not in (None, "") for v in nfe) else None)
         out.append(s)
     return out
 
 
+def method_label(name: str, samples: int = 1, steps: int | None = None) -> str:
+    """The row label of ``name`` restored with ``samples`` averaged posterior samples and
+    ``steps`` sampling steps (None: the method's default, not shown):
+    ``"ddrm"``, ``"ddrm (mean of 8)"``, ``"ddrm (100 steps, mean of 4)"``."""
+    parts = ([f"{steps} steps"] if steps is not None else []) + (
+        [f"mean of {samples}"] if samples != 1 else [])
+    return name + (f" ({', '.join(parts)})" if parts else "")
+
+
 def markdown_table(summary: list[dict]) -> str:
-    """The summary as a markdown table: ``mean ± CI`` per metric."""
-    lines = ["| method | n | PSNR (dB) ↑ | SSIM ↑ | consistency RMSE | seconds |",
-             "|---|---|---|---|---|---|"]
+    """The summary as a markdown table: ``mean ± CI`` per metric, network evaluations and
+    wall-clock seconds per image (rows without NFE, from older CSVs, show ``–``)."""
+    lines = ["| method | n | PSNR (dB) ↑ | SSIM ↑ | consistency RMSE | NFE / image | s / image |",
+             "|---|---|---|---|---|---|---|"]
 
     def pm(s, c, digits):
         ci = s[c + "_ci"]
         return f"{s[c]:.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
 
     for s in summary:
+        nfe = s.get("nfe")
+        nfe = "–" if nfe is None or (isinstance(nfe, float) and math.isnan(nfe)) else f"{nfe:g}"
         lines.append(f"| {s['method']} | {s['n']} | {pm(s, 'psnr', 2)} | {pm(s, 'ssim', 3)} | "
-                     f"{pm(s, 'consistency', 3)} | {s['seconds']:.1f} |")
+                     f"{pm(s, 'consistency', 3)} | {nfe} | {s['seconds_per_image']:.2f} |")
     return "\n".join(lines)
 
 
 def evaluate(methods, task, *, prior=None, data: str = "photos:test", n: int = 8,
              steps: int | None = None, seed: int = 0, images=None, progress: bool = False,
-             batch_size: int = 16) -> list[dict]:
+             batch_size: int = 16, samples: int = 1, reference: bool = True) -> list[dict]:
     """Degrade ``n`` images with ``task`` (key ``seed``), restore with each method, score.
 
-    The first rows are the degraded input itself (``pinv``: ``A⁺y``) for reference. Returns
-    one row per (method, image): ``method, image, psnr, ssim, consistency, seconds``.
+    The first rows are the degraded input itself (``pinv``: ``A⁺y``) for reference (unless
+    ``reference=False``). ``samples = K > 1`` averages K posterior samples per image for the
+    diffusion methods (their rows are labelled ``"<name> (mean of K)"``; a ``steps`` other than
+    the method's default is named too: ``"<name> (S steps, mean of K)"``). Returns one row per
+    (method, image): ``method, image, psnr, ssim, consistency, nfe, seconds`` (``nfe``: network
+    evaluations per image, all samples included; ``seconds``: wall time per image, compilation
+    included).
     """
     task = get_task(task) if isinstance(task, str) else task
     x = load_eval_images(data, n) if images is None else np.asarray(images, np.float32)
@@ -105,17 +127,63 @@ def evaluate(methods, task, *, prior=None, data: str = "photos:test", n: int = 8
     y = np.asarray(y)
     mask = None if mask is None else np.asarray(mask)
     rows = []
-    names = ["pinv"] + [m for m in methods if m != "pinv"]
+    names = (["pinv"] if reference else []) + [m for m in methods if m != "pinv"]
     for name in names:
         t0 = time.perf_counter()
+        info: dict = {}
         x_hat = restore_images(y, task, name, prior=prior, mask=mask, steps=steps, seed=seed,
-                               progress=progress, batch_size=batch_size)
+                               progress=progress, batch_size=batch_size, samples=samples,
+                               info=info)
         secs = (time.perf_counter() - t0) / len(x)
         vals = image_metrics(task, x_hat, x, y, mask)
+        k = info.get("samples", 1)
+        nfe = (None if info.get("nfe") is None else
+               info["nfe"] * k * info.get("windows", len(x)) / len(x))
+        m = get_method(name) if isinstance(name, str) else name
+        used = info.get("steps")
+        label = method_label(m.name, k, used if used != m.default_steps else None)
         for i in range(len(x)):
-            rows.append({"method": name, "image": i, **{c: float(vals[c][i]) for c in COLUMNS},
+            rows.append({"method": label, "image": i,
+                         **{c: float(vals[c][i]) for c in COLUMNS}, "nfe": nfe,
                          "seconds": secs})
     return rows
+
+
+def read_results(csv_path) -> list[dict]:
+    """The rows of a CSV written by :func:`write_results` (numbers as floats; a missing ``nfe``
+    column, from older files, reads as None)."""
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        d = {"method": r["method"], "image": int(r["image"])}
+        for c in (*COLUMNS, "seconds"):
+            d[c] = float(r[c])
+        d["nfe"] = float(r["nfe"]) if r.get("nfe") not in (None, "") else None
+        out.append(d)
+    return out
+
+
+def merge_results(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` rows of methods not in ``new``, in their order, then ``new`` (a method that is
+    in both is replaced in place). Raises ``ValueError`` if the two do not score the same
+    images (a different ``n``)."""
+    if old and new:
+        imgs_old = {r["image"] for r in old}
+        imgs_new = {r["image"] for r in new}
+        if imgs_old != imgs_new:
+            raise ValueError(f"cannot merge: the existing results score {len(imgs_old)} images, "
+                             f"the new ones {len(imgs_new)}")
+    new_names = list(dict.fromkeys(r["method"] for r in new))
+    out, done = [], set()
+    for name in dict.fromkeys(r["method"] for r in old):
+        if name in new_names:
+            out += [r for r in new if r["method"] == name]
+            done.add(name)
+        else:
+            out += [r for r in old if r["method"] == name]
+    out += [r for r in new if r["method"] not in done]
+    return out
 
 
 def write_results(rows: list[dict], out_dir, stem: str) -> tuple[Path, Path]:
@@ -124,8 +192,11 @@ def write_results(rows: list[dict], out_dir, stem: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
     with open(csv_path, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(["method", "image", *COLUMNS, "nfe", "seconds",
+                                     *(k for r in rows for k in r)]))
+        wr = csv.DictWriter(fh, fieldnames=fields)
         wr.writeheader()
-        wr.writerows(rows)
+        wr.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in fields}
+                      for r in rows])
     md_path.write_text(markdown_table(summarize(rows)) + "\n")
     return csv_path, md_path

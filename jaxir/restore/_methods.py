@@ -28,9 +28,10 @@ class Method(NamedTuple):
       kind: ``"diffusion"`` (patch-wise, needs a prior) or ``"classical"`` (whole image).
       tasks: the task names it supports.
       default_steps: the official number of sampling steps (diffusion only).
-      run: diffusion: ``run(key, prior, op, y, sigma_y, task, steps) -> (B, *op.x_shape)``
-        with ``y`` ``(B, *op.y_shape)``; classical: ``run(y, task, mask) -> (H, W, C)`` on
-        one numpy image in [-1, 1].
+      run: diffusion: ``run(key, prior, op, y, sigma_y, task, steps)`` with ``y``
+        ``(B, *op.y_shape)`` returns the sampler's :class:`~jaxir.samplers.Samples` (``.x``
+        ``(B, *op.x_shape)``, ``.nfe`` per sample) or just the ``(B, *op.x_shape)`` array;
+        classical: ``run(y, task, mask) -> (H, W, C)`` on one numpy image in [-1, 1].
       description: one line.
     """
 
@@ -49,27 +50,27 @@ def _shape(op, y):
 def _dps(key, prior, op, y, sigma_y, task, steps):
     return inverse.dps_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
                               prediction=prior.prediction, num_steps=steps,
-                              zeta=task.dps_zeta).x
+                              zeta=task.dps_zeta)
 
 
 def _pigdm(key, prior, op, y, sigma_y, task, steps):
     return inverse.pigdm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
-                                _shape(op, y), prediction=prior.prediction, num_steps=steps).x
+                                _shape(op, y), prediction=prior.prediction, num_steps=steps)
 
 
 def _ddrm(key, prior, op, y, sigma_y, task, steps):
     return inverse.ddrm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
-                               _shape(op, y), prediction=prior.prediction, num_steps=steps).x
+                               _shape(op, y), prediction=prior.prediction, num_steps=steps)
 
 
 def _ddnm(key, prior, op, y, sigma_y, task, steps):
     return inverse.ddnm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
-                               _shape(op, y), prediction=prior.prediction, num_steps=steps).x
+                               _shape(op, y), prediction=prior.prediction, num_steps=steps)
 
 
 def _repaint(key, prior, op, y, sigma_y, task, steps):
     return inverse.repaint_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
-                                  prediction=prior.prediction, num_steps=steps).x
+                                  prediction=prior.prediction, num_steps=steps)
 
 
 def _gdp(key, prior, op, y, sigma_y, task, steps):
@@ -77,12 +78,12 @@ def _gdp(key, prior, op, y, sigma_y, task, steps):
     d = float(np.prod(op.x_shape))
     scale = inverse.GDP_SCALES[task.gdp_scale] * d / (256 * 256 * 3)
     return inverse.gdp_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
-                              scale=scale, prediction=prior.prediction, num_steps=steps).x
+                              scale=scale, prediction=prior.prediction, num_steps=steps)
 
 
 def _diffpir(key, prior, op, y, sigma_y, task, steps):
     return inverse.diffpir_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
-                                  prediction=prior.prediction, num_steps=steps).x
+                                  prediction=prior.prediction, num_steps=steps)
 
 
 # ---- classical baselines (numpy in [-1, 1], one whole image) ----
