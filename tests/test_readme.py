@@ -1,4 +1,4 @@
-"""Every ```python block in README.md runs as written."""
+"""Every ```python block in README.md runs as written (``# slow:`` blocks with ``-m slow``)."""
 
 import pathlib
 import re
@@ -13,6 +13,12 @@ def test_readme_has_examples():
     assert len(BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("i", range(len(BLOCKS)))
+def _param(i):
+    """Blocks whose first line starts with ``# slow:`` run only with ``-m slow``."""
+    marks = [pytest.mark.slow] if BLOCKS[i].startswith("# slow:") else []
+    return pytest.param(i, marks=marks, id=f"block{i}")
+
+
+@pytest.mark.parametrize("i", [_param(i) for i in range(len(BLOCKS))])
 def test_readme_block_runs(i, capsys):
     exec(compile(BLOCKS[i], f"README.md block {i}", "exec"), {"__name__": "__readme__"})

@@ -9,6 +9,8 @@
   ``samples=K`` averages K posterior samples per patch (a Monte-Carlo posterior mean).
 - `evaluate`: PSNR / SSIM / consistency with 95% confidence intervals, NFE and time per image;
   `read_results` / `merge_results` add rows to an existing table.
+- `load_learned` / `restore_learned`: a trained paired-restoration workdir (SR3, IR-SDE, GOUB,
+  I2SB, DDBM, flow, ResShift, latent, L1 regression) run on LQ images with its family's sampler.
 - `run_demo`: the offline ``jaxir demo`` report.
 """
 
@@ -26,6 +28,10 @@ from ._io import comparison_image as comparison_image
 from ._io import load_image as load_image
 from ._io import save_image as save_image
 from ._io import to_uint8 as to_uint8
+from ._learned import LearnedModel as LearnedModel
+from ._learned import load_learned as load_learned
+from ._learned import prepare_lq as prepare_lq
+from ._learned import restore_learned as restore_learned
 from ._methods import DIFFUSION_METHODS as DIFFUSION_METHODS
 from ._methods import METHODS as METHODS
 from ._methods import Method as Method

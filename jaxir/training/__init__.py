@@ -1,8 +1,11 @@
 """Training (DESIGN.md, layer 9): losses, the train step, sharding, checkpoints, the loop.
 
 - Losses: factories ``factory(sde, **options) -> loss_fn(model_fn, batch, key) -> (loss, aux)``
-  (`denoising_loss`, `score_matching_loss`, `conditional_loss`, `classifier_loss`; by name in
-  `LOSSES` / `make_loss`).
+  (`denoising_loss`, `score_matching_loss`, `conditional_loss`, `classifier_loss`, the
+  restoration losses `irsde_loss` … `resshift_loss` and the one-pass `regression_loss`; by
+  name in `LOSSES` / `make_loss`; "latent" (SRLDM) via `jaxir.latent.latent_loss`).
+  `LEARNED_RESTORATION_KINDS` lists the kinds `jaxir.restore.restore_learned` restores with;
+  `make_degradation` makes their LQ on the fly ("sr:F", "blur:S", "noise:S", joined by "+").
 - State and step: `TrainState`, `make_optimizer`, `ema_update`, `DynamicLossScale`,
   `make_train_step` (pure) and `jit_train_step` (sharded, donating).
 - Sharding and multi-host: `make_mesh`, `batch_sharding`, `tree_shardings`, `param_spec`,
@@ -20,6 +23,7 @@ from ._checkpoint import tree_mismatch as tree_mismatch
 from ._cli import add_sample_parser as add_sample_parser
 from ._cli import add_train_parser as add_train_parser
 from ._cli import load_model_fn as load_model_fn
+from ._config import LEARNED_RESTORATION_KINDS as LEARNED_RESTORATION_KINDS
 from ._config import RESTORATION_KINDS as RESTORATION_KINDS
 from ._config import ConfigError as ConfigError
 from ._config import DataConfig as DataConfig
@@ -48,6 +52,8 @@ from ._restoration_losses import flow_loss as flow_loss
 from ._restoration_losses import goub_loss as goub_loss
 from ._restoration_losses import i2sb_loss as i2sb_loss
 from ._restoration_losses import irsde_loss as irsde_loss
+from ._restoration_losses import regression_loss as regression_loss
+from ._restoration_losses import resshift_loss as resshift_loss
 from ._sharding import batch_sharding as batch_sharding
 from ._sharding import global_batch as global_batch
 from ._sharding import initialize_distributed as initialize_distributed
@@ -86,6 +92,7 @@ __all__ = [
     "DynamicLossScale",
     "GracefulStop",
     "LossConfig",
+    "LEARNED_RESTORATION_KINDS",
     "LossFn",
     "RESTORATION_KINDS",
     "OptimConfig",
@@ -110,6 +117,8 @@ __all__ = [
     "goub_loss",
     "i2sb_loss",
     "irsde_loss",
+    "regression_loss",
+    "resshift_loss",
     "ema_decay_at",
     "ema_update",
     "global_batch",

@@ -91,13 +91,23 @@ def _cmd_train(args) -> int:
 def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``sample`` to an ``argparse`` sub-parser set."""
     p = subparsers.add_parser(
-        "sample", help="draw samples from a trained workdir into a PNG grid",
-        description="Sample from the latest checkpoint of a training workdir.")
+        "sample", help="draw samples from a trained workdir into a PNG grid, or restore an "
+                       "image with a learned restoration model (--lq)",
+        description="Sample from the latest checkpoint of a training workdir. With --lq, restore "
+                    "that degraded image with a learned restoration model (SR3, IR-SDE, GOUB, "
+                    "I2SB, DDBM, flow, ResShift, latent, regression), its sampler chosen by "
+                    "the workdir's loss kind.")
     p.add_argument("--workdir", required=True)
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    p.add_argument("--n", type=_positive_int, default=16, help="number of samples")
-    p.add_argument("--steps", type=_positive_int, default=50, help="sampler steps")
-    p.add_argument("--output", required=True, help="PNG file for the grid")
+    p.add_argument("--lq", default=None, metavar="INPUT.png",
+                   help="restore this degraded image (learned restoration models only); for "
+                        "an sr:F model it may also be the small LR image")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="unconditional sampler (default ddim; not with --lq)")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help="number of samples (default 16; with --lq: 1)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="sampler steps (default 50; with --lq the family's default)")
+    p.add_argument("--output", required=True, help="PNG file for the grid / the restoration")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None, help="class label (class-conditional)")
     p.add_argument("--no-ema", action="store_true", help="use the raw params, not the EMA")
@@ -145,21 +155,70 @@ def load_model_fn(workdir, ema: bool = True, step: int | None = None):
     return model_fn, build_sde(config.sde), config
 
 
+def _cmd_restore_lq(args) -> int:
+    """``jaxir sample --lq``: one image through `jaxir.restore.restore_learned`."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from ..restore._io import load_image, save_image
+    from ..restore._learned import load_learned, prepare_lq, restore_learned
+    from ._checkpoint import CheckpointError
+
+    if args.sampler is not None or args.label is not None or args.n is not None:
+        raise _usage_error("--sampler, --label and --n are for unconditional sampling; with --lq "
+                           "the workdir's loss kind picks the sampler (use --steps, --seed)")
+    try:
+        model = load_learned(args.workdir, ema=not args.no_ema)
+        lq = prepare_lq(load_image(args.lq, model.channels), model)
+        run = jax.jit(lambda y, k: restore_learned(model, y, k, steps=args.steps))
+        t0 = time.perf_counter()
+        out = run(lq, jax.random.key(args.seed))
+        x = jax.device_get(jnp.clip(out.x, -1.0, 1.0))
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        raise _usage_error(str(e)) from None
+    if not bool(out.finite):
+        print("jaxir: warning: the restoration is not finite")
+    path = save_image(args.output, x[0])
+    print(f"restored {args.lq} with the {model.kind} model of {args.workdir} "
+          f"(NFE {int(out.nfe)}, {time.perf_counter() - t0:.1f} s incl. compilation) -> {path}")
+    return 0
+
+
 def _cmd_sample(args) -> int:
     import jax
     import jax.numpy as jnp
 
     from .. import samplers
     from ._checkpoint import CheckpointError
-    from ._trainer import save_image_grid
+    from ._config import LEARNED_RESTORATION_KINDS
+    from ._trainer import load_config_from_workdir, save_image_grid
 
+    try:
+        config = load_config_from_workdir(args.workdir)
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        raise _usage_error(str(e)) from None
+    kind = config.loss.kind
+    if args.lq is not None:
+        if kind not in LEARNED_RESTORATION_KINDS:
+            raise _usage_error(f"--lq needs a learned restoration model; {args.workdir!r} holds "
+                               f"a {kind!r} model (an unconditional prior: restore with "
+                               "jaxir restore, or drop --lq to sample from it)")
+        return _cmd_restore_lq(args)
+    if kind in LEARNED_RESTORATION_KINDS:
+        raise _usage_error(f"{args.workdir!r} holds a {kind!r} restoration model: give the "
+                           "degraded image with --lq INPUT.png")
+    if kind == "classifier":
+        raise _usage_error(f"jaxir sample draws unconditional / class-conditional samples; "
+                           f"{args.workdir!r} holds a classifier")
+    args.sampler = args.sampler or "ddim"
+    args.n = args.n or 16
+    args.steps = args.steps or 50
     try:
         model_fn, sde, config = load_model_fn(args.workdir, ema=not args.no_ema)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         raise _usage_error(str(e)) from None
-    if config.loss.kind in ("classifier", "conditional"):
-        raise _usage_error(f"jaxir sample draws unconditional / class-conditional samples; "
-                           f"{args.workdir!r} holds a {config.loss.kind} model")
     m = config.model
     size = config.data.random_crop or config.data.image_size or m.image_size
     shape = (args.n, size, size, m.in_channels)

@@ -73,13 +73,17 @@ class LossConfig:
     """Which loss (a name of `jaxir.training.LOSSES`) and its options.
 
     ``kind``: "denoising" (ε/x0/v matching), "dsm" (score matching), "conditional"
-    (SR3/Palette; needs ``degradation``), "classifier" (noisy classifier). ``degradation``
-    makes the LQ condition on the fly: "sr:F" (F×F block average, nearest upsampling back),
-    "noise:S" (additive Gaussian noise of std S in [-1, 1] units), "sr:F+noise:S".
+    (SR3/Palette; needs ``degradation``), "classifier" (noisy classifier), "latent" (SRLDM:
+    ε matching on the latents of a pre-trained autoencoder, ``options={"autoencoder":
+    "ae.npz"}`` from `jaxir.latent.save_autoencoder`; the model is a U-Net on latents with
+    ``cond_channels`` = the image channels). ``degradation`` makes the LQ condition on the
+    fly: "sr:F" (F×F block average, nearest upsampling back), "noise:S" (additive Gaussian
+    noise of std S in [-1, 1] units), "blur:S" (Gaussian blur of std S pixels), joined by
+    "+" (e.g. "sr:F+noise:S"); see `jaxir.training.make_degradation`.
     ``cond_drop_prob``: classifier-free-guidance dropout of the label / image condition.
 
     Restoration kinds (`jaxir.training.RESTORATION_KINDS`): "irsde", "goub", "i2sb", "ddbm",
-    "flow" — the degraded image (made by ``degradation``) is the process's end point; their
+    "flow", "resshift", and "regression" (the one-pass L1 baseline) — the degraded image (made by ``degradation``) is the process's end point; their
     method options (e.g. ``{"lam": 30/255, "input_mode": "plain"}`` for IR-SDE,
     ``{"beta_max": 1.0}`` for I2SB, ``{"bridge": "ve"}`` for DDBM, ``{"source_noise": 0.05}``
     for flow) go in ``options``, passed to the loss factory as keywords.
@@ -328,8 +332,13 @@ def build_sde(cfg: SDEConfig) -> LinearSDE:
     return DiscreteVPSDE(schedules.cosine_beta_schedule(n))
 
 
-RESTORATION_KINDS = ("irsde", "goub", "i2sb", "ddbm", "flow", "resshift")
-"""Loss kinds whose process runs between the clean and the degraded image."""
+RESTORATION_KINDS = ("irsde", "goub", "i2sb", "ddbm", "flow", "resshift", "regression")
+"""Loss kinds whose process runs between the clean and the degraded image (and "regression",
+the one-pass L1 baseline): their options configure the loss, not ``config.sde``."""
+
+LEARNED_RESTORATION_KINDS = ("conditional", *RESTORATION_KINDS, "latent")
+"""Every kind trained on (LQ, HQ) pairs made by ``loss.degradation``: what
+`jaxir.restore.restore_learned` and ``jaxir sample --lq`` restore with."""
 
 
 def _validate_restoration(config: TrainConfig) -> None:
@@ -339,7 +348,7 @@ def _validate_restoration(config: TrainConfig) -> None:
     if not isinstance(lc.options, dict):
         raise ValueError(f"loss.options must be a dict, got {type(lc.options).__name__}")
     conditioned = kind in ("irsde", "goub", "ddbm") or (
-        lc.options.get("condition", kind in ("flow", "resshift")))
+        kind != "regression" and lc.options.get("condition", kind in ("flow", "resshift")))
     want = config.model.in_channels if conditioned else 0
     if config.model.cond_channels != want:
         raise ValueError(f"loss.kind={kind!r} needs model.cond_channels == {want} "
@@ -349,6 +358,25 @@ def _validate_restoration(config: TrainConfig) -> None:
         raise ValueError(f"sample_every > 0 is not supported for loss.kind={kind!r} (the "
                          "trainer's preview sampler is DDIM); set it to 0 and sample with "
                          "jaxir.samplers")
+
+
+def _validate_latent(config: TrainConfig) -> None:
+    lc = config.loss
+    if lc.degradation is None:
+        raise ValueError("loss.kind='latent' needs loss.degradation (e.g. 'sr:4')")
+    if not isinstance(lc.options, dict) or not lc.options.get("autoencoder"):
+        raise ValueError("loss.kind='latent' needs loss.options['autoencoder']: the .npz of a "
+                         "trained autoencoder (stage 1: jaxir.latent.train_autoencoder + "
+                         "save_autoencoder)")
+    unknown = sorted(set(lc.options) - {"autoencoder"})
+    if unknown:
+        raise ValueError(f"loss.kind='latent' takes only options['autoencoder'], got {unknown}")
+    if config.model.cond_channels < 1:
+        raise ValueError("loss.kind='latent' needs model.cond_channels = the image channels "
+                         "(the LQ at latent resolution is concatenated)")
+    if config.sample_every:
+        raise ValueError("sample_every > 0 is not supported for loss.kind='latent'; set it to 0 "
+                         "and restore with jaxir.restore.restore_learned")
 
 
 def _check_positive(name, v):
@@ -373,6 +401,8 @@ def validate(config: TrainConfig) -> None:
                          f"{type(config.model).__name__}")
     if config.loss.kind in RESTORATION_KINDS:
         _validate_restoration(config)
+    if config.loss.kind == "latent":
+        _validate_latent(config)
     if config.loss.kind == "conditional":
         if config.loss.degradation is None:
             raise ValueError("loss.kind='conditional' needs loss.degradation (e.g. 'sr:4')")

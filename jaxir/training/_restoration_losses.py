@@ -20,6 +20,10 @@ by the loss) or ``None`` for the method's defaults (REFERENCES.md):
 
 ``"resshift"``: ResShift (Yue et al. 2023, Eq. 9), MSE of the x_0 prediction from
 ``x_t = x_0 + η_t (LQ − x_0) + κ√η_t ε`` with the LQ as the image condition.
+
+``"regression"``: not a diffusion model — the non-generative baseline every restoration paper
+compares with: the same network maps the LQ image to the HQ one in one pass, trained with L1
+(or MSE). It shares the data, degradation and trainer of the other kinds.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..samplers._resshift import ResShift, resshift_process
 from ..sdes import LinearSDE, MeanRevertingSDE
 
 __all__ = ["RESTORATION_LOSSES", "ddbm_loss", "flow_loss", "goub_loss", "i2sb_loss",
-           "irsde_loss", "resshift_loss"]
+           "irsde_loss", "regression_loss", "resshift_loss"]
 
 
 def _x0(batch):
@@ -282,6 +286,37 @@ def resshift_loss(process=None, *, T: int = 15, kappa: float = 2.0, min_noise_le
     return loss_fn
 
 
+REGRESSION_NORMS = ("l1", "mse")
+
+
+def regression_loss(sde=None, *, norm: str = "l1", residual: bool = False, cond_key: str = "lq",
+                    degrade_fn: Callable | None = None) -> Callable:
+    """Plain supervised regression (the non-diffusion baseline): ``x̂ = model_fn(LQ, 0, None)``
+    (plus the LQ with ``residual``), loss ``mean|x̂ − x_0|`` (``norm="l1"``, the usual choice
+    of restoration CNNs, e.g. EDSR / SwinIR) or the MSE.
+
+    The network is the same U-Net as the diffusion kinds with ``cond_channels = 0``: it sees
+    the LQ as its input ``x`` and a constant time ``t = 0`` (so its time embedding is a learned
+    bias). One network evaluation restores an image (:func:`jaxir.restore.restore_learned`).
+    ``sde`` is unused (accepted for the factory contract). ``aux = {"l1": ..., "mse": ...}``.
+    """
+    del sde
+    if norm not in REGRESSION_NORMS:
+        raise ValueError(f"norm must be one of {REGRESSION_NORMS}, got {norm!r}")
+
+    def loss_fn(model_fn, batch, key):
+        x0 = _x0(batch)
+        lq = _lq(batch, x0, key, cond_key, degrade_fn)
+        pred = model_fn(lq, jnp.zeros((x0.shape[0],), jnp.float32), None).astype(jnp.float32)
+        if residual:
+            pred = pred + lq
+        l1 = jnp.mean(_mean_per_example(jnp.abs(pred - x0)))
+        mse = jnp.mean(_mean_per_example((pred - x0) ** 2))
+        return (l1 if norm == "l1" else mse), {"l1": l1, "mse": mse}
+
+    return loss_fn
+
+
 RESTORATION_LOSSES = {
     "irsde": irsde_loss,
     "goub": goub_loss,
@@ -289,5 +324,6 @@ RESTORATION_LOSSES = {
     "ddbm": ddbm_loss,
     "flow": flow_loss,
     "resshift": resshift_loss,
+    "regression": regression_loss,
 }
 """Factories of this module by `make_loss` name."""

@@ -48,11 +48,37 @@ _FROZEN_SECTIONS = ("model.", "sde.", "loss.")
 
 
 # ---- pieces ----------------------------------------------------------------------------------
-def make_degradation(spec: str):
-    """``degrade(key, x0) -> lq`` at x0's resolution from "sr:F", "noise:S" or "sr:F+noise:S".
+def _gaussian_blur(x, sigma: float):
+    """Separable Gaussian blur of (B, H, W, C) images, std ``sigma`` pixels, kernel
+    ``2⌈3σ⌉ + 1`` taps, edge (replicate) boundary: the same map as
+    ``jaxir.operators.Blur((H, W, C), gaussian_kernel(2⌈3σ⌉ + 1, σ), threshold=0,
+    boundary="edge").A_full`` on each image."""
+    from ..operators import gaussian_kernel
+
+    r = int(math.ceil(3.0 * sigma))
+    k = gaussian_kernel(2 * r + 1, sigma).astype(x.dtype)
+    _, h, w, _ = x.shape
+    p = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+    p = sum(k[i] * p[:, i:i + h] for i in range(2 * r + 1))
+    return sum(k[j] * p[:, :, j:j + w] for j in range(2 * r + 1))
+
+
+_DEGRADATION_HELP = "use 'sr:F' (integer F), 'blur:S' (S > 0 pixels) or 'noise:S' (S >= 0), joined by '+'"
+
+
+def make_degradation(spec: str, noise: bool = True):
+    """``degrade(key, x0) -> lq`` at x0's resolution from a spec such as "sr:4", "noise:0.2",
+    "blur:1.5" or "sr:4+noise:0.05" (steps applied left to right).
 
     "sr:F": F×F block average then nearest upsampling (the SR3 input, upsampled LQ);
-    "noise:S": add N(0, S²) noise ([-1, 1] units).
+    "blur:S": Gaussian blur, std S pixels (kernel 2⌈3S⌉ + 1 taps, replicate boundary);
+    "noise:S": add N(0, S²) noise ([-1, 1] units). ``noise=False`` skips the noise steps: the
+    result is then the noiseless operator A(x0) (``key`` unused), e.g. for the consistency
+    error ‖A(x̂) − y‖.
+
+    >>> import jax, jax.numpy as jnp
+    >>> make_degradation("blur:1.5+noise:0.1")(jax.random.key(0), jnp.zeros((2, 8, 8, 3))).shape
+    (2, 8, 8, 3)
     """
     steps = []
     for part in spec.split("+"):
@@ -60,15 +86,16 @@ def make_degradation(spec: str):
         try:
             value = float(arg)
         except ValueError:
-            raise ValueError(f"bad degradation {part!r} in {spec!r}; use 'sr:F', 'noise:S' "
-                             "or 'sr:F+noise:S'") from None
+            raise ValueError(f"bad degradation {part!r} in {spec!r}; {_DEGRADATION_HELP}") from None
         if kind == "sr" and value >= 1 and value == int(value):
             steps.append(("sr", int(value)))
         elif kind == "noise" and value >= 0:
-            steps.append(("noise", value))
+            if noise:
+                steps.append(("noise", value))
+        elif kind == "blur" and value > 0 and math.isfinite(value):
+            steps.append(("blur", value))
         else:
-            raise ValueError(f"bad degradation {part!r} in {spec!r}; use 'sr:F' (integer F) "
-                             "or 'noise:S' (S >= 0)")
+            raise ValueError(f"bad degradation {part!r} in {spec!r}; {_DEGRADATION_HELP}")
 
     def degrade(key, x0):
         x = x0
@@ -79,6 +106,8 @@ def make_degradation(spec: str):
                     raise ValueError(f"sr:{v} needs H and W divisible by {v}, got {x.shape}")
                 low = x.reshape(b, h // v, v, w // v, v, c).mean(axis=(2, 4))
                 x = jnp.repeat(jnp.repeat(low, v, axis=1), v, axis=2)
+            elif kind == "blur":
+                x = _gaussian_blur(x, v)
             else:
                 key, sub = jax.random.split(key)
                 x = x + v * jax.random.normal(sub, x.shape, x.dtype)
@@ -95,6 +124,14 @@ def build_loss(config: TrainConfig, sde):
     if lc.kind in RESTORATION_KINDS:  # the process is the loss's own (options), not config.sde
         return make_loss(lc.kind, None, degrade_fn=make_degradation(lc.degradation),
                          **lc.options)
+    if lc.kind == "latent":  # SRLDM: stage 2 on a frozen, pre-trained autoencoder
+        from ..latent import latent_loss, load_autoencoder
+
+        codec = load_autoencoder(lc.options["autoencoder"]).codec()
+        return latent_loss(codec, sde, degrade_fn=make_degradation(lc.degradation),
+                           prediction=lc.prediction, weighting=lc.weighting,
+                           time_sampling=lc.time_sampling, min_snr_gamma=lc.min_snr_gamma,
+                           sigma_data=lc.sigma_data, cond_drop_prob=lc.cond_drop_prob)
     label = {}
     if getattr(model, "num_classes", None) is not None:
         label = {"label_key": "label", "null_label": model.num_classes}
@@ -254,9 +291,12 @@ def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str |
         size_kw = {} if config.data.image_size is None else {"size": config.data.image_size}
         source = get_source(config.data.source, **size_kw, **config.data.source_kwargs)
         probe = np.asarray(source[0]["image"])
-        if probe.shape[-1] != config.model.in_channels:
+        want_ch, what = config.model.in_channels, "model.in_channels"
+        if config.loss.kind == "latent":
+            want_ch, what = _latent_image_channels(config), "the autoencoder's in_channels"
+        if probe.shape[-1] != want_ch:
             raise ValueError(f"data {config.data.source!r} has {probe.shape[-1]} channel(s) "
-                             f"but model.in_channels = {config.model.in_channels}")
+                             f"but {what} = {want_ch}")
     except ValueError as e:
         raise ConfigError(str(e)) from e
     primary = jax.process_index() == 0
@@ -268,6 +308,29 @@ def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str |
     finally:
         if lock is not None:
             lock.close()
+
+
+def _latent_image_channels(config: TrainConfig) -> int:
+    """Check a latent config against its autoencoder file; return the image channels."""
+    from ..latent import load_autoencoder
+
+    path = Path(config.loss.options["autoencoder"])
+    if not path.is_file():
+        raise ValueError(f"loss.options['autoencoder'] = {str(path)!r} does not exist (train "
+                         "it first: jaxir.latent.train_autoencoder + save_autoencoder)")
+    ae = load_autoencoder(path).config
+    m = config.model
+    if (m.in_channels, m.out_channels, m.cond_channels) != (ae.latent_channels,
+                                                             ae.latent_channels, ae.in_channels):
+        raise ValueError(f"a latent U-Net for this autoencoder needs (in_channels, out_channels, "
+                         f"cond_channels) = ({ae.latent_channels}, {ae.latent_channels}, "
+                         f"{ae.in_channels}), got ({m.in_channels}, {m.out_channels}, "
+                         f"{m.cond_channels})")
+    return ae.in_channels
+
+
+LATENT_AUTOENCODER_FILE = "autoencoder.npz"
+"""The copy of a latent run's autoencoder inside its workdir (restoring needs only the workdir)."""
 
 
 def _lock_workdir(workdir: Path):
@@ -315,6 +378,13 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
         data_state = data_state or None
     if primary:
         (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=1))
+        if config.loss.kind == "latent":
+            import shutil
+
+            src = Path(config.loss.options["autoencoder"])
+            dst = workdir / LATENT_AUTOENCODER_FILE
+            if src.resolve() != dst.resolve():
+                shutil.copyfile(src, dst)
 
     apply_fn = make_apply_fn(graphdef, classifier=config.loss.kind == "classifier")
     loss_fn = build_loss(config, sde)

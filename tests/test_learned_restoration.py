@@ -1,0 +1,251 @@
+"""Learned restoration end to end: the regression baseline loss, the blur degradation, the
+latent (SRLDM) kind through the trainer, `restore_learned`'s dispatch for every kind, and
+``jaxir sample --lq`` with its user-error paths (exit code 2, one line, no traceback)."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from jaxir.cli import main
+from jaxir.models import Autoencoder, AutoencoderConfig, UNet, make_model_fn, split_model
+from jaxir.operators import Blur, gaussian_kernel
+from jaxir.restore._learned import LearnedModel, load_learned, prepare_lq, restore_learned
+from jaxir.training import (
+    LEARNED_RESTORATION_KINDS,
+    build_sde,
+    config_to_dict,
+    load_config,
+    make_degradation,
+    make_loss,
+    train,
+)
+
+CONFIG_OF = {"conditional": "sr3_photos", "latent": "latent_photos"}
+
+
+# ---- losses and degradations -----------------------------------------------------------------
+def test_regression_loss_is_zero_for_the_exact_map_and_l1_otherwise():
+    x0 = jnp.tanh(jax.random.normal(jax.random.key(0), (4, 8, 8, 3)))
+    lq = x0 + 0.3
+    batch = {"image": x0, "lq": lq}
+    loss, aux = make_loss("regression", None)(lambda x, t, c: x - 0.3, batch, jax.random.key(1))
+    assert float(loss) < 1e-6 and set(aux) == {"l1", "mse"}
+    loss, aux = make_loss("regression", None)(lambda x, t, c: x, batch, jax.random.key(1))
+    np.testing.assert_allclose(float(loss), 0.3, rtol=1e-5)  # L1 of a constant offset
+    mse, _ = make_loss("regression", None, norm="mse")(lambda x, t, c: x, batch, jax.random.key(1))
+    np.testing.assert_allclose(float(mse), 0.09, rtol=1e-5)
+    res, _ = make_loss("regression", None, residual=True)(lambda x, t, c: jnp.full_like(x, -0.3),
+                                                          batch, jax.random.key(1))
+    assert float(res) < 1e-6
+    with pytest.raises(ValueError, match="norm"):
+        make_loss("regression", None, norm="l3")
+
+
+def test_blur_degradation_matches_the_blur_operator_and_composes():
+    x = jnp.tanh(jax.random.normal(jax.random.key(0), (2, 16, 16, 3)))
+    sigma = 1.5
+    op = Blur((16, 16, 3), gaussian_kernel(2 * 5 + 1, sigma), threshold=0.0, boundary="edge")
+    want = jax.vmap(op.A_full)(x)
+    got = make_degradation("blur:1.5")(jax.random.key(1), x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    np.testing.assert_allclose(float(make_degradation("blur:2")(None, jnp.ones((1, 8, 8, 1))).mean()),
+                               1.0, rtol=1e-6)  # constant images are unchanged
+    noisy = make_degradation("blur:1.5+noise:0.1")
+    clean = make_degradation("blur:1.5+noise:0.1", noise=False)
+    np.testing.assert_allclose(np.asarray(clean(None, x)), np.asarray(got), atol=1e-6)
+    resid = np.asarray(noisy(jax.random.key(2), x) - got)
+    assert 0.08 < resid.std() < 0.12
+    for bad in ("blur:0", "blur:x", "blur:-1", "box:2"):
+        with pytest.raises(ValueError, match="blur:S"):
+            make_degradation(bad)
+
+
+# ---- restore_learned's dispatch --------------------------------------------------------------
+def _small(kind):
+    """The kind's example config with short chains (fixed-step chains get T = 4)."""
+    name = CONFIG_OF.get(kind, f"{kind}_photos")
+    cfg = load_config(name)
+    opts = dict(cfg.loss.options)
+    if kind in ("irsde", "goub", "resshift"):
+        opts["T"] = 4
+    if kind == "i2sb":
+        opts["num_steps"] = 20
+    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, options=opts))
+
+
+def _model(kind, seed=0):
+    cfg = _small(kind)
+    graphdef, params = split_model(UNet(cfg.model, rngs=nnx.Rngs(seed)))
+    codec = None
+    if kind == "latent":
+        from jaxir.latent import autoencoder_codec
+
+        ae = AutoencoderConfig(in_channels=3, base_channels=8, factor=4, latent_channels=4,
+                               num_groups=4)
+        codec = autoencoder_codec(*split_model(Autoencoder(ae, rngs=nnx.Rngs(1))))
+    return LearnedModel(make_model_fn(graphdef, params), build_sde(cfg.sde), cfg, codec)
+
+
+EXPECTED_NFE = {"conditional": 3, "irsde": 4, "goub": 4, "i2sb": 3, "ddbm": 3 * 3 - 1,
+                "flow": 3, "resshift": 4, "latent": 3, "regression": 1}
+
+
+@pytest.mark.parametrize("kind", LEARNED_RESTORATION_KINDS)
+def test_restore_learned_runs_every_kind_with_the_right_shape(kind):
+    """Every learned kind dispatches to its sampler and returns (B, H, W, C), finite, with the
+    expected NFE, also under jit; at 16x16 (the models were configured for 32x32)."""
+    model = _model(kind)
+    lq = jnp.tanh(jax.random.normal(jax.random.key(3), (2, 16, 16, 3)))
+    steps = None if kind in ("irsde", "goub", "resshift", "regression") else 3
+    out = jax.jit(lambda y, k: restore_learned(model, y, k, steps=steps))(lq, jax.random.key(4))
+    assert out.x.shape == lq.shape
+    assert bool(out.finite)
+    assert int(out.nfe) == EXPECTED_NFE[kind]
+
+
+def test_restore_learned_errors():
+    model = _model("irsde")
+    lq = jnp.zeros((1, 16, 16, 3))
+    with pytest.raises(ValueError, match="fixed 4-step chain"):
+        restore_learned(model, lq, jax.random.key(0), steps=10)
+    with pytest.raises(ValueError, match="channel"):
+        restore_learned(model, jnp.zeros((1, 16, 16, 1)), jax.random.key(0))
+    with pytest.raises(ValueError, match="divisible by 2"):
+        restore_learned(model, jnp.zeros((1, 15, 16, 3)), jax.random.key(0))
+    with pytest.raises(ValueError, match="workdir path"):
+        restore_learned(object(), lq, jax.random.key(0))
+    sr = _model("regression")  # "sr:4": the 8x8 LR image is upsampled by nearest neighbour
+    lr = jnp.arange(8 * 8 * 3, dtype=jnp.float32).reshape(1, 8, 8, 3) / 200 - 0.5
+    up = prepare_lq(lr, sr)
+    assert up.shape == (1, 32, 32, 3)
+    np.testing.assert_array_equal(np.asarray(up[0, 4:8, 0:4]), np.broadcast_to(lr[0, 1, 0], (4, 4, 3)))
+    with pytest.raises(ValueError, match="8x8 \\(the LR image\\)"):
+        prepare_lq(jnp.zeros((1, 30, 30, 3)), sr)
+
+
+# ---- through the trainer: regression workdir, latent two-stage path, the CLI -------------------
+def _tiny_train(config, workdir):
+    config = dataclasses.replace(config, steps=1, log_every=1, save_every=0,
+                                 data=dataclasses.replace(config.data, batch_size=2))
+    train(config, workdir, progress=False)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def regression_workdir(tmp_path_factory):
+    return _tiny_train(load_config("regression_photos"),
+                       tmp_path_factory.mktemp("learned") / "regression")
+
+
+def _png(path, h, w, seed=0):
+    a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(a).save(path)
+    return str(path)
+
+
+def _fails(capsys, argv, fragment):
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("jaxir: error: "), err
+    assert fragment in lines[0], lines[0]
+
+
+def test_cli_sample_lq_restores_an_image(regression_workdir, tmp_path, capsys):
+    for size in (32, 8):  # the HQ-size LQ, or the LR image of this sr:4 model
+        out = tmp_path / f"out{size}.png"
+        code = main(["sample", "--workdir", str(regression_workdir), "--lq",
+                     _png(tmp_path / f"lq{size}.png", size, size), "--output", str(out)])
+        text = capsys.readouterr().out
+        assert code == 0 and "regression" in text and "NFE 1" in text
+        assert Image.open(out).size == (32, 32)
+    model = load_learned(regression_workdir)
+    out = restore_learned(regression_workdir, jnp.zeros((3, 32, 32, 3)), jax.random.key(0))
+    assert model.kind == "regression" and out.x.shape == (3, 32, 32, 3)
+
+
+def test_cli_sample_lq_errors(regression_workdir, tmp_path, capsys):
+    wd = str(regression_workdir)
+    out = str(tmp_path / "o.png")
+    _fails(capsys, ["sample", "--workdir", wd, "--lq", _png(tmp_path / "a.png", 30, 30),
+                    "--output", out], "lq is 30x30")
+    _fails(capsys, ["sample", "--workdir", wd, "--output", out], "give the degraded image with --lq")
+    _fails(capsys, ["sample", "--workdir", wd, "--lq", str(tmp_path / "missing.png"),
+                    "--output", out], "does not exist")
+    _fails(capsys, ["sample", "--workdir", wd, "--lq", _png(tmp_path / "b.png", 32, 32),
+                    "--sampler", "ddim", "--output", out], "--sampler, --label and --n")
+    irsde = tmp_path / "irsde_wd"
+    irsde.mkdir()
+    (irsde / "config.json").write_text(json.dumps(config_to_dict(load_config("irsde_photos"))))
+    _fails(capsys, ["sample", "--workdir", str(irsde), "--lq", _png(tmp_path / "c.png", 32, 32),
+                    "--steps", "7", "--output", out], "no checkpoint")
+    prior = tmp_path / "prior_wd"
+    prior.mkdir()
+    (prior / "config.json").write_text(json.dumps(config_to_dict(load_config("digits_tiny"))))
+    _fails(capsys, ["sample", "--workdir", str(prior), "--lq", _png(tmp_path / "d.png", 16, 16),
+                    "--output", out], "--lq needs a learned restoration model")
+    _fails(capsys, ["sample", "--workdir", str(tmp_path / "nowhere"), "--lq", out,
+                    "--output", out], "no config.json and no checkpoint")
+
+
+@pytest.mark.slow
+def test_latent_two_stage_path_through_the_trainer(tmp_path):
+    """Stage 1 `jaxir.latent.train_autoencoder` + `save_autoencoder`; stage 2 the trainer with
+    ``loss.kind="latent"``: it copies the autoencoder into the workdir, and `restore_learned`
+    decodes 32x32 images from the 8x8 latents. (3.5 min measured on 2 shared CPU cores.)"""
+    from jaxir import latent
+
+    ae_cfg = AutoencoderConfig(in_channels=3, base_channels=8, factor=4, latent_channels=4,
+                               num_groups=4)
+    images = latent.load_images("photos", 32, 8)
+    g, p = latent.train_autoencoder(images=images, steps=1, config=ae_cfg, batch_size=2,
+                                    key=jax.random.key(0))
+    ae_path = latent.save_autoencoder(tmp_path / "ae.npz", ae_cfg, p,
+                                      latent_scale=latent.latent_scale(g, p, images))
+    cfg = load_config("latent_photos")
+    missing = dataclasses.replace(cfg, loss=dataclasses.replace(
+        cfg.loss, options={"autoencoder": str(tmp_path / "none.npz")}))
+    with pytest.raises(ValueError, match="does not exist"):
+        _tiny_train(missing, tmp_path / "bad")
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
+                                                            options={"autoencoder": str(ae_path)}))
+    wd = _tiny_train(cfg, tmp_path / "latent")
+    assert (wd / "autoencoder.npz").is_file()
+    ae_path.unlink()  # the workdir's copy is enough from now on
+    out = restore_learned(wd, jnp.zeros((2, 32, 32, 3)), jax.random.key(0), steps=2)
+    assert out.x.shape == (2, 32, 32, 3) and bool(out.finite) and int(out.nfe) == 2
+    with pytest.raises(ValueError, match="autoencoder"):
+        from jaxir.training._config import validate
+
+        validate(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, options={})))
+
+
+@pytest.mark.slow
+def test_paired_restoration_experiment_quick_path(tmp_path):
+    """experiments/paired_restoration/run.py --quick on one task and two methods (2 steps, 2
+    test crops): trains through the trainer, restores, writes the CSVs, the table and the
+    figure. (4 min measured on 2 CPU cores shared with other jobs: mostly compilation.)"""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "paired_restoration" / "run.py"
+    spec = importlib.util.spec_from_file_location("paired_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    out = tmp_path / "out"
+    assert run.main(["--quick", "--tasks", "deblur", "--methods", "regression,flow",
+                     "--workdir", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["key"] for r in rows] == ["baseline", "regression", "flow"]
+    assert all(np.isfinite(float(r["psnr"])) and int(r["n_images"]) == 2 for r in rows)
+    assert rows[1]["nfe"] == "1" and rows[2]["nfe"] == "10"
+    assert "Gaussian deblurring" in (out / "results.md").read_text()
+    assert (out / "figure_deblur.png").stat().st_size > 0
