@@ -10,6 +10,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxir import samplers
 from jaxir.bench._perf_common import fit_exponent, make_net
@@ -22,6 +23,7 @@ def _finite_pos(v):
     return isinstance(v, float) and math.isfinite(v) and v > 0
 
 
+@pytest.mark.slow  # 20+ s: a benchmark run (jaxir bench --quick runs it); the parts are tested below
 def test_run_perf_minimal_is_finite_and_json():
     res = run_perf(quick=True, net="toy", batch=2, steps=(3, 6), samplers=("ddim", "dps"),
                    repeats=1, diffrax_steps=(5,), grad_steps=(4, 8),
