@@ -50,17 +50,16 @@ _FROZEN_SECTIONS = ("model.", "sde.", "loss.")
 # ---- pieces ----------------------------------------------------------------------------------
 def _gaussian_blur(x, sigma: float):
     """Separable Gaussian blur of (B, H, W, C) images, std ``sigma`` pixels, kernel
-    ``2⌈3σ⌉ + 1`` taps, edge (replicate) boundary: the same map as
-    ``jaxir.operators.Blur((H, W, C), gaussian_kernel(2⌈3σ⌉ + 1, σ), threshold=0,
-    boundary="edge").A_full`` on each image."""
+    ``2⌈3σ⌉ + 1`` taps, edge (replicate) boundary: ``jaxir.operators.Blur((H, W, C),
+    gaussian_kernel(2⌈3σ⌉ + 1, σ), threshold=0, boundary="edge").A_full`` on each image, from
+    the operator's own 1-D blur matrices (without the SVD the operator also builds)."""
     from ..operators import gaussian_kernel
+    from ..operators._blur import _toeplitz_blur_matrix
 
-    r = int(math.ceil(3.0 * sigma))
-    k = gaussian_kernel(2 * r + 1, sigma).astype(x.dtype)
-    _, h, w, _ = x.shape
-    p = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-    p = sum(k[i] * p[:, i:i + h] for i in range(2 * r + 1))
-    return sum(k[j] * p[:, :, j:j + w] for j in range(2 * r + 1))
+    k = gaussian_kernel(2 * int(math.ceil(3.0 * sigma)) + 1, sigma).astype(x.dtype)
+    th = _toeplitz_blur_matrix(x.shape[1], k, "edge")
+    tw = _toeplitz_blur_matrix(x.shape[2], k, "edge")
+    return jnp.einsum("ia,nabc,jb->nijc", th, x, tw)
 
 
 _DEGRADATION_HELP = "use 'sr:F' (integer F), 'blur:S' (S > 0 pixels) or 'noise:S' (S >= 0), joined by '+'"
