@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from PIL import Image
+from test_cli_restore import _fails, _png
 
 from jaxir.cli import main
 from jaxir.models import Autoencoder, AutoencoderConfig, UNet, make_model_fn, split_model
@@ -141,21 +142,6 @@ def _tiny_train(config, workdir):
 def regression_workdir(tmp_path_factory):
     return _tiny_train(load_config("regression_photos"),
                        tmp_path_factory.mktemp("learned") / "regression")
-
-
-def _png(path, h, w, seed=0):
-    a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    Image.fromarray(a).save(path)
-    return str(path)
-
-
-def _fails(capsys, argv, fragment):
-    code = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("jaxir: error: "), err
-    assert fragment in lines[0], lines[0]
 
 
 def test_cli_sample_lq_restores_an_image(regression_workdir, tmp_path, capsys):
