@@ -139,8 +139,11 @@ def mcgdiff_sample(
     a_k, s_k = alphas[kc], sigmas[kc]
     v = jnp.maximum(a_k**2 * rho**2 - s_k**2, 0.0)
 
+    # only the first dy spectral coordinates can be observed: potentials live on those
+    k, a_k, s_k, v, obs = k[:dy], a_k[:dy], s_k[:dy], v[:dy], obs[:dy]
+
     def potential(j):
-        """Mean scale, variance and activity of the potentials at grid index j: (D,) each."""
+        """Mean scale, variance and activity of the potentials at grid index j: (dy,) each."""
         a = alphas[j] / a_k
         var = jnp.maximum(sigmas[j] ** 2 - a**2 * s_k**2, 0.0) + a**2 * (v + kappa)
         return alphas[j], var, obs & (j <= k)
@@ -148,7 +151,7 @@ def mcgdiff_sample(
     V = jax.vmap(jax.vmap(op.V))
     V_T = jax.vmap(jax.vmap(op.V_T))
     denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    yb = ybar[:, None, :]  # (B, 1, D)
+    yb = ybar[:, None, :dy]  # (B, 1, dy)
 
     k_init, k_steps, k_final = jax.random.split(key, 3)
     if x_init is None:
@@ -156,7 +159,7 @@ def mcgdiff_sample(
     else:
         xbar = V_T(x_init)
     mu0, var0, act0 = potential(0)
-    logw = jnp.sum(jnp.where(act0, _log_normal(xbar, mu0 * yb, var0), 0.0), -1)
+    logw = jnp.sum(jnp.where(act0, _log_normal(xbar[..., :dy], mu0 * yb, var0), 0.0), -1)
 
     def step(carry, inp):
         xbar, logw = carry
@@ -173,7 +176,8 @@ def mcgdiff_sample(
         mu1, var1, act1 = potential(j + 1)
         mu_j, var_j, _ = potential(j)
         # incremental weight: ∫ p(x_s | x_t) g_s(x_s) dx_s / g_t(x_t) over coordinates active at s
-        inc = _log_normal(mbar, mu1 * yb, c**2 + var1) - _log_normal(xbar, mu_j * yb, var_j)
+        inc = (_log_normal(mbar[..., :dy], mu1 * yb, c**2 + var1)
+               - _log_normal(xbar[..., :dy], mu_j * yb, var_j))
         logw = logw + jnp.sum(jnp.where(act1, inc, 0.0), -1)
         w = jax.nn.softmax(logw, -1)
         ess = 1.0 / jnp.sum(w**2, -1)
@@ -183,10 +187,12 @@ def mcgdiff_sample(
         logw = jnp.where(do[:, None], 0.0, logw)
         # locally optimal proposal: N(m, c²) × N(μ, var1) on active coordinates
         z = jax.random.normal(k_noise, mbar.shape)
+        free = mbar + c * z
         tot = c**2 + var1
         gain = jnp.where(tot > 0, c**2 / jnp.where(tot > 0, tot, 1.0), 1.0)
-        twisted = gain * mu1 * yb + (1.0 - gain) * mbar + safe_sqrt(gain * var1) * z
-        xbar = jnp.where(act1, twisted, mbar + c * z)
+        m_o, z_o = mbar[..., :dy], z[..., :dy]
+        twisted = gain * mu1 * yb + (1.0 - gain) * m_o + safe_sqrt(gain * var1) * z_o
+        xbar = free.at[..., :dy].set(jnp.where(act1, twisted, free[..., :dy]))
         return (xbar, logw), ess
 
     n = len(ts)

@@ -16,11 +16,17 @@ class DenseMatrix(LinearOperator):
     Intended for exact linear-Gaussian benchmarks (e.g. the MCGdiff GMM problem).
     Requires ``dy <= d`` (so the SVD layout below exists).
 
-    SVD: ``M = U diag(s) Vt[:dy]`` from ``jnp.linalg.svd(M, full_matrices=True)`` at
-    construction; ``V_T(x) = Vt @ x`` (all ``d`` rows), ``U_T(y) = U^T y``,
-    ``singular_values = [s, zeros(d - dy)]`` in LAPACK's descending order. Singular values at
-    or below ``rtol * max(s)`` (default ``max(dy, d) * eps``, as ``jnp.linalg.pinv``) are
-    set to exactly 0 so ``A_pinv`` ignores numerically null directions.
+    SVD: ``M = U diag(s) V_1^T`` from the thin ``jnp.linalg.svd(M)`` at construction;
+    ``U_T(y) = U^T y``, ``singular_values = [s, zeros(d - dy)]`` in LAPACK's descending order.
+    Singular values at or below ``rtol * max(s)`` (default ``max(dy, d) * eps``, as
+    ``jnp.linalg.pinv``) are set to exactly 0 so ``A_pinv`` ignores numerically null
+    directions. The complete orthogonal ``V = [V_1, V_2]`` (``d x d``) is stored implicitly,
+    like :class:`CompressedSensing`, by the ``dy`` Householder vectors of the QR of ``V_1``
+    (``V = Q D`` with ``D = diag(sign(R_ii), 1, ..., 1)``, so its first ``dy`` columns are
+    exactly ``V_1``): ``V_T`` and ``V`` cost ``O(dy d)`` per vector instead of ``O(d^2)``,
+    which is what makes DDRM / DDNM / ΠGDM / MCGdiff on ``d = 800`` with ``dy = 4`` cheap.
+    The basis ``V_2`` of the null space is arbitrary, as in any SVD; :attr:`vt` builds the
+    dense ``V^T`` on demand.
 
     Example:
         >>> op = DenseMatrix(jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]))
@@ -33,7 +39,9 @@ class DenseMatrix(LinearOperator):
     matrix: Array
     u: Array
     s: Array
-    vt: Array
+    y_house: Array
+    t_wy: Array
+    v_sign: Array
     x_shape: tuple[int] = eqx.field(static=True)
     y_shape: tuple[int] = eqx.field(static=True)
 
@@ -46,12 +54,21 @@ class DenseMatrix(LinearOperator):
         dy, d = m.shape
         self.matrix = m
         self.x_shape, self.y_shape = (d,), (dy,)
-        u, s, vt = jnp.linalg.svd(m, full_matrices=True)
+        u, s, vt1 = jnp.linalg.svd(m, full_matrices=False)
         if rtol is None:
             rtol = max(dy, d) * float(jnp.finfo(m.dtype).eps)
         s = jnp.where(s > rtol * s[0], s, 0.0)
-        self.u, self.vt = u, vt
+        self.u = u
         self.s = jnp.concatenate([s, jnp.zeros((d - dy,), s.dtype)])
+        self.y_house, self.t_wy = _householder_wy(vt1.T)
+        # Q^T V_1 = R is diagonal with entries ±1 (V_1 is orthonormal): fold the signs into V
+        r_diag = jnp.sum(vt1.T * _wy_q(self.y_house, self.t_wy, jnp.eye(d, dy, dtype=m.dtype)), 0)
+        self.v_sign = jnp.concatenate([jnp.sign(r_diag), jnp.ones((d - dy,), m.dtype)])
+
+    @property
+    def vt(self) -> Array:
+        """The dense ``(d, d)`` ``V^T`` (built on demand; its first ``dy`` rows are ``V_1^T``)."""
+        return jax.vmap(self.V_T, out_axes=1)(jnp.eye(self.x_size, dtype=self.matrix.dtype))
 
     def A(self, x: Array) -> Array:
         return self.matrix @ self._cx(x)
@@ -60,10 +77,10 @@ class DenseMatrix(LinearOperator):
         return self.matrix.T @ self._cy(y)
 
     def V_T(self, x: Array) -> Array:
-        return self.vt @ self._cx(x)
+        return self.v_sign * _wy_qt(self.y_house, self.t_wy, self._cx(x))
 
     def V(self, z: Array) -> Array:
-        return self.vt.T @ self._czx(z)
+        return _wy_q(self.y_house, self.t_wy, self.v_sign * self._czx(z))
 
     def U_T(self, y: Array) -> Array:
         return self.u.T @ self._cy(y)
@@ -99,6 +116,16 @@ def _householder_wy(g: Array) -> tuple[Array, Array]:
     t_inv = 0.5 * jnp.eye(m, dtype=y.dtype) + jnp.triu(y.T @ y, 1)
     t = jax.scipy.linalg.solve_triangular(t_inv, jnp.eye(m, dtype=y.dtype), lower=False)
     return y, t
+
+
+def _wy_qt(y: Array, t: Array, v: Array) -> Array:
+    """``Q^T v`` for ``Q = I - Y T Y^T`` (``v`` of shape ``(D,)`` or ``(D, k)``)."""
+    return v - y @ (t.T @ (y.T @ v))
+
+
+def _wy_q(y: Array, t: Array, v: Array) -> Array:
+    """``Q v`` for ``Q = I - Y T Y^T``."""
+    return v - y @ (t @ (y.T @ v))
 
 
 class CompressedSensing(LinearOperator):
@@ -146,10 +173,10 @@ class CompressedSensing(LinearOperator):
         return jax.vmap(lambda e: self.A_T(e).reshape(-1))(jnp.eye(self.y_size))
 
     def _qt(self, v: Array) -> Array:
-        return v - self.y_house @ (self.t_wy.T @ (self.y_house.T @ v))
+        return _wy_qt(self.y_house, self.t_wy, v)
 
     def _q(self, v: Array) -> Array:
-        return v - self.y_house @ (self.t_wy @ (self.y_house.T @ v))
+        return _wy_q(self.y_house, self.t_wy, v)
 
     def A(self, x: Array) -> Array:
         return self.V_T(x)[: self.y_size]
