@@ -59,15 +59,17 @@ def test_fid_commuting_case_and_self_distance():
     assert abs(fid(few, few)) < 1e-9
 
 
-def test_fid_with_features_fn_and_batching():
+def test_fid_with_features_fn_and_batching(monkeypatch):
     rng = np.random.default_rng(3)
     x, y = rng.uniform(-1, 1, (50, 4, 4, 1)), rng.uniform(-1, 1, (40, 4, 4, 1))
     flat = lambda imgs: np.asarray(imgs).reshape(len(imgs), -1)  # noqa: E731
     np.testing.assert_allclose(fid(x, y, flat, batch_size=7), fid(flat(x), flat(y)), rtol=1e-12)
     with pytest.raises(ValueError, match="features_fn"):
         fid(x, y)
-    with pytest.raises(NotImplementedError, match="InceptionV3"):
-        inception_features()
+    # InceptionV3 features need user-converted weights; without them the error says how
+    monkeypatch.delenv("JAXIR_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(FileNotFoundError, match="convert_inception_weights.py"):
+        inception_features(np.zeros((2, 8, 8, 3), np.float32))
 
 
 def _kid_direct(fx, fy):

@@ -5,17 +5,22 @@
 - KID (Bińkowski et al., ICLR 2018, "Demystifying MMD GANs", Sec. 3): the unbiased MMD²
   with the cubic polynomial kernel k(a, b) = (aᵀb / F + 1)³, averaged over random subsets.
 
-Numbers depend on the feature network. Published FID/KID use InceptionV3 pool features (2048-d),
-whose weights no PyPI package ships: compute them with your own network and pass the (N, F)
-features, or pass any ``features_fn(images) -> (N, F)``. For small offline data sets,
-:func:`train_feature_net` trains a small classifier whose penultimate layer serves as the
-feature space; FIDs measured with it are only comparable with each other (same file), never
-with Inception FIDs in papers.
+Numbers depend on the feature network. Published FID/KID use the 2048-d pool3 features of the
+"FID Inception" (TensorFlow's 2015-12-05 InceptionV3 graph, as ported by pytorch-fid). jaxir
+builds that network (:class:`~jaxir.metrics.InceptionV3`, :func:`inception_features`,
+:func:`inception_features_fn`), but no PyPI package ships its weights: convert pytorch-fid's
+``pt_inception-2015-12-05-6726825d.pth`` once with
+``experiments/tools/convert_inception_weights.py`` and pass the ``.npz`` as ``weights=`` or set
+``$JAXIR_INCEPTION_WEIGHTS``. Alternatively pass precomputed (N, F) features, or any
+``features_fn(images) -> (N, F)``. For small offline data sets, :func:`train_feature_net` trains
+a small classifier whose penultimate layer serves as the feature space; FIDs measured with it
+are only comparable with each other (same file), never with Inception FIDs in papers.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+
+from ._inception import load_inception, resolve_weights
 
 FeaturesFn = Callable[[jax.Array], jax.Array]
 
@@ -97,7 +104,8 @@ def fid(x, y, features_fn: FeaturesFn | None = None, batch_size: int = 256) -> f
     Args:
       x, y: images (N, H, W, C) in [-1, 1] with ``features_fn``, else features (N, F), (M, F).
       features_fn: maps a batch of images to (B, F) features; e.g. the function returned by
-        :func:`train_feature_net` / :func:`load_feature_net`, or your InceptionV3 pool layer.
+        :func:`inception_features_fn` (paper-comparable FID), :func:`train_feature_net` or
+        :func:`load_feature_net`.
       batch_size: images per ``features_fn`` call.
 
     Returns:
@@ -167,18 +175,120 @@ def kid(
     return float(np.mean(vals)), float(np.std(vals))
 
 
-def inception_features(*args, **kwargs):
-    """Not bundled: no PyPI package ships InceptionV3 weights usable offline.
+# --- InceptionV3 (FID network) features ----------------------------------------------------
 
-    Raises NotImplementedError with instructions.
+
+@functools.lru_cache(maxsize=2)
+def _inception_split(path: str):
+    """(graphdef, state) of the InceptionV3 loaded from ``path``, once per path."""
+    return nnx.split(load_inception(path))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _inception_apply(graphdef, state, x):
+    return nnx.merge(graphdef, state)(x)
+
+
+_RANGE_SLACK = 1e-3  # round-off allowance of the [-1, 1] check
+
+
+def _check_inception_images(images):
+    """``images`` (a jax or numpy array, kept where it is) if it is (N, H, W, 3) floats in
+    [-1, 1] (NaN fails the range check), else ValueError saying what is wrong."""
+    x = images if isinstance(images, jax.Array) else np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
+        hint = "; repeat grayscale to RGB first (x.repeat(3, -1))" if x.ndim == 4 else ""
+        raise ValueError(
+            f"inception_features: images must be (N, H, W, 3) with N >= 1, got shape "
+            f"{x.shape}{hint}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"inception_features: images must be floats in [-1, 1], got dtype {x.dtype} "
+            "(convert uint8 with jaxir.data.images_to_float)"
+        )
+    xp = jnp if isinstance(x, jax.Array) else np
+    lo, hi = float(xp.min(x)), float(xp.max(x))
+    if not (lo >= -1.0 - _RANGE_SLACK and hi <= 1.0 + _RANGE_SLACK):
+        raise ValueError(
+            f"inception_features: images must lie in [-1, 1], got values in [{lo:.4g}, {hi:.4g}]"
+            " (pytorch-fid's [0, 1] images correspond to 2 x - 1)"
+        )
+    return x
+
+
+def _inception_batches(graphdef, state, x, batch_size):
+    """(N, 2048) float32 numpy features of checked images, ``batch_size`` per forward pass.
+
+    For N > ``batch_size`` the last batch is padded with copies of its last image, so that one
+    compilation serves every batch of an image size."""
+    n = x.shape[0]
+    if n <= batch_size:
+        return np.asarray(_inception_apply(graphdef, state, x), np.float32)
+    out = []
+    for i in range(0, n, batch_size):
+        chunk = jnp.asarray(x[i : i + batch_size])
+        m = chunk.shape[0]
+        if m < batch_size:
+            chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], batch_size - m, axis=0)])
+        out.append(np.asarray(_inception_apply(graphdef, state, chunk), np.float32)[:m])
+    return np.concatenate(out)
+
+
+def _loaded_inception(weights, batch_size):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return _inception_split(str(resolve_weights(weights).resolve()))
+
+
+def inception_features_fn(
+    weights: str | os.PathLike | None = None, batch_size: int = 50
+) -> FeaturesFn:
+    """A ``features_fn`` for :func:`fid` / :func:`kid`: FID-Inception pool3 features.
+
+    Loads the weights now (so a missing file fails here), once per path: the loaded model is
+    cached by resolved path (``functools.lru_cache``; a file changed on disk is not re-read).
+    The returned function maps images (N, H, W, 3) in [-1, 1] to (N, 2048) float32 numpy
+    features that pytorch-fid's ``InceptionV3([3])`` gives for the same images in [0, 1] (up to
+    float32 round-off; bilinear resize to 299×299 with ``align_corners=False`` included). Batches of ``batch_size`` run
+    through one jitted forward pass; when N > ``batch_size`` the last batch is padded, so one
+    compilation serves all batches of an image size (and one per image size and N ≤
+    ``batch_size``).
+
+    Args:
+      weights: ``.npz`` from ``experiments/tools/convert_inception_weights.py``; default
+        ``$JAXIR_INCEPTION_WEIGHTS``.
+      batch_size: images per forward pass.
+
+    >>> fn = inception_features_fn("inception_fid.npz")  # doctest: +SKIP
+    >>> fid(real_images, fake_images, features_fn=fn)  # doctest: +SKIP
     """
-    raise NotImplementedError(
-        "jaxir has no InceptionV3 weights. For paper-comparable FID/KID compute the 2048-d "
-        "pool features of your images with your own Inception network (e.g. pytorch-fid or "
-        "clean-fid) and pass them as (N, 2048) arrays: fid(feats_x, feats_y). For small "
-        "offline data sets use features_fn=train_feature_net(...).features_fn instead "
-        "(not comparable with Inception FID)."
-    )
+    graphdef, state = _loaded_inception(weights, batch_size)
+
+    def features_fn(images):
+        return _inception_batches(graphdef, state, _check_inception_images(images), batch_size)
+
+    return features_fn
+
+
+def inception_features(
+    images, weights: str | os.PathLike | None = None, batch_size: int = 50
+) -> np.ndarray:
+    """FID-Inception pool3 features (N, 2048), float32, of images (N, H, W, 3) in [-1, 1].
+
+    The network is pytorch-fid's (see :mod:`jaxir.metrics._inception`); weights come from
+    ``weights`` or ``$JAXIR_INCEPTION_WEIGHTS`` (an ``.npz`` written by
+    ``experiments/tools/convert_inception_weights.py``). With them, ``fid(inception_features(x),
+    inception_features(y))`` is the FID that pytorch-fid reports for the same images (up to
+    float32 round-off).
+
+    Raises:
+      ValueError: images not (N, H, W, 3) floats in [-1, 1].
+      FileNotFoundError: no weight file (the message says how to make one).
+    """
+    x = _check_inception_images(images)
+    graphdef, state = _loaded_inception(weights, batch_size)
+    return _inception_batches(graphdef, state, x, batch_size)
 
 
 # --- A small feature network the project trains itself ----------------------------------
