@@ -19,8 +19,13 @@ Pieces:
 - :func:`latent_loss` — ``loss_fn(model_fn, batch, key)`` of the `jaxir.training` contract
   (encodes ``batch["image"]``, makes the LQ with ``degrade_fn`` unless the batch has it, and
   applies `jaxir.training.denoising_loss` to the latents).
-- :func:`train_autoencoder`, :func:`train_latent_diffusion` — small pure training loops
-  (``lax.scan`` over optax steps on images held in memory), for tests and CPU demos.
+- :func:`autoencoder_loss` / :func:`autoencoder_model_fn` — stage 1 in the same contract, so
+  ``jaxir train --config autoencoder_photos --workdir runs/ae`` trains the autoencoder like any
+  other model (loss kind ``"autoencoder"``; checkpoints, resume, sharding) and writes
+  ``runs/ae/autoencoder.npz`` (EMA params and latent scale) when it finishes; a latent run's
+  ``loss.options["autoencoder"]`` may name that file or the workdir.
+- :func:`train_autoencoder`, :func:`train_latent_diffusion` — small training loops on images
+  held in memory (one jitted optax step per iteration), for tests and CPU demos.
 - :func:`save_autoencoder` / :func:`load_autoencoder` — one ``.npz`` (arrays keyed by NNX path,
   the config and the latent scale as JSON bytes under ``"__config__"``; read with
   ``allow_pickle=False``), like `jaxir.priors`.
@@ -64,6 +69,7 @@ Example (tiny, runs in seconds):
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -78,14 +84,18 @@ from .models import Autoencoder, AutoencoderConfig, UNet, UNetConfig, make_model
 from .samplers import Samples, ddim_sample, ddpm_sample
 
 __all__ = [
+    "AUTOENCODER_FILE",
     "AutoencoderFile",
     "LatentCodec",
     "autoencoder_codec",
+    "autoencoder_loss",
+    "autoencoder_model_fn",
     "latent_loss",
     "latent_restore",
     "latent_scale",
     "load_autoencoder",
     "load_images",
+    "resolve_autoencoder",
     "save_autoencoder",
     "to_latent_resolution",
     "train_autoencoder",
@@ -191,8 +201,7 @@ def train_autoencoder(source: str = "photos", size: int | None = 32, steps: int 
     :func:`load_images` ``(source, size, num_images)``. ``config`` defaults to
     ``AutoencoderConfig(in_channels=C)``. With ``return_losses`` also the per-step losses.
     """
-    if loss not in ("l1", "mse"):
-        raise ValueError(f"loss must be 'l1' or 'mse', got {loss!r}")
+    loss_fn = autoencoder_loss(loss, latent_weight)
     if images is None:
         images = load_images(source, size, num_images)
     images = np.asarray(images, np.float32)
@@ -206,16 +215,48 @@ def train_autoencoder(source: str = "photos", size: int | None = 32, steps: int 
     seed = int(jax.random.randint(k_init, (), 0, 2**31 - 1))
     graphdef, params = split_model(Autoencoder(config, rngs=nnx.Rngs(seed)))
 
-    def objective(p, x, _key):
-        ae = nnx.merge(graphdef, p)
-        z = ae.encode(x)
-        err = ae.decode(z) - x
-        rec = jnp.mean(jnp.abs(err)) if loss == "l1" else jnp.mean(err**2)
-        return rec + latent_weight * jnp.mean(z**2), rec
+    def objective(p, x, key):
+        value, aux = loss_fn(autoencoder_model_fn(graphdef, p), {"image": x}, key)
+        return value, aux["reconstruction"]
 
     params, losses = _fit(objective, params, images, steps=steps, key=k_fit,
                           batch_size=batch_size, lr=lr)
     return (graphdef, params, losses) if return_losses else (graphdef, params)
+
+
+def autoencoder_model_fn(graphdef, params) -> Callable:
+    """``model_fn(x, t=None, cond=None) -> (D(E(x)), E(x))``: an autoencoder in the trainer's
+    ``model_fn`` interface (``t`` and ``cond`` are ignored)."""
+    def model_fn(x, t=None, cond=None):
+        del t, cond
+        ae = nnx.merge(graphdef, params)
+        z = ae.encode(x)
+        return ae.decode(z), z
+
+    return model_fn
+
+
+def autoencoder_loss(loss: str = "l1", latent_weight: float = 1e-6) -> Callable:
+    """Stage-1 loss ``loss_fn(model_fn, batch, key) -> (loss, aux)`` for an
+    :func:`autoencoder_model_fn`: ``mean|D(E(x)) − x|`` (``"l1"``, LDM's pixel term) or the
+    MSE (``"mse"``) plus ``latent_weight · mean(E(x)²)`` (a small pull of the latents towards 0
+    in place of LDM's KL term of weight 1e-6). ``aux``: ``{"reconstruction": ...}``. This is
+    loss kind ``"autoencoder"`` of ``jaxir train`` (options ``loss``, ``latent_weight``)."""
+    if loss not in ("l1", "mse"):
+        raise ValueError(f"loss must be 'l1' or 'mse', got {loss!r}")
+    latent_weight = float(latent_weight)
+    if not latent_weight >= 0:
+        raise ValueError(f"latent_weight must be >= 0, got {latent_weight}")
+
+    def loss_fn(model_fn, batch, key):
+        del key
+        x = batch["image"]
+        recon, z = model_fn(x)
+        err = recon - x
+        rec = jnp.mean(jnp.abs(err)) if loss == "l1" else jnp.mean(err**2)
+        return rec + latent_weight * jnp.mean(z**2), {"reconstruction": rec}
+
+    return loss_fn
 
 
 def latent_scale(graphdef, params, images, batch_size: int = 256) -> float:
@@ -253,14 +294,39 @@ def save_autoencoder(path, config: AutoencoderConfig, params, *, latent_scale: f
             "latent_scale": float(latent_scale)}
     arrays[_CONFIG_KEY] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
+    tmp = path.with_name(f".{path.name}.tmp.npz")  # written whole, then renamed: atomic
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+AUTOENCODER_FILE = "autoencoder.npz"
+"""The file an autoencoder run of ``jaxir train`` (loss kind "autoencoder") exports into its
+workdir, and the name a latent run's copy of its autoencoder has in its own workdir."""
+
+
+def resolve_autoencoder(path) -> Path:
+    """``path`` itself, or ``path/autoencoder.npz`` when ``path`` is a directory (the workdir of
+    an autoencoder run); `FileNotFoundError` naming what is missing."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / AUTOENCODER_FILE).is_file():
+            raise FileNotFoundError(
+                f"{str(path)!r} is a directory without {AUTOENCODER_FILE} (train stage 1 there "
+                "with `jaxir train --config autoencoder_photos --workdir DIR`; the file is "
+                "written when the run finishes)")
+        return path / AUTOENCODER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"autoencoder file {str(path)!r} does not exist (train stage 1 "
+                                "with `jaxir train --config autoencoder_photos --workdir DIR`)")
     return path
 
 
 def load_autoencoder(path) -> AutoencoderFile:
-    """Read a :func:`save_autoencoder` file (``np.load(allow_pickle=False)``); `ValueError` if it
-    is not one or its arrays do not match its config (naming the parameter)."""
-    path = Path(path)
+    """Read a :func:`save_autoencoder` file (``np.load(allow_pickle=False)``), or the
+    ``autoencoder.npz`` of an autoencoder run's workdir when ``path`` is a directory;
+    `ValueError` if it is not one or its arrays do not match its config (naming the parameter)."""
+    path = resolve_autoencoder(path)
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     if _CONFIG_KEY not in arrays:

@@ -227,3 +227,53 @@ def test_split_model_accepts_the_autoencoder():
 
     graphdef, params = split_model(Autoencoder(TINY, rngs=nnx.Rngs(0)))
     assert jax.tree.leaves(params)
+
+
+# ---- stage 1 through the trainer (loss kind "autoencoder") ---------------------------------------
+def test_autoencoder_kind_trains_through_the_trainer_and_exports(tmp_path):
+    """``jaxir train`` with loss kind "autoencoder": 60 steps of the TINY codec on 8×8 digits.
+    The exported ``autoencoder.npz`` holds the trained params (EMA decay 0) and the latent scale
+    1/std(E(x)) of the first 512 training images; its reconstruction L1 must beat the same
+    network at initialisation by 2× (measured: 0.99 at init → 0.28). A directory resolves to
+    its autoencoder.npz; bad configs fail before training."""
+    import dataclasses
+
+    from flax import nnx
+
+    from jaxir.data import get_source, images_to_float
+    from jaxir.training import DataConfig, load_config, train
+    from jaxir.training._config import validate
+
+    base = load_config("autoencoder_photos")
+    cfg = dataclasses.replace(base, model=TINY, steps=60, log_every=20, save_every=0,
+                              data=DataConfig(source="digits", image_size=8, batch_size=32))
+    wd = tmp_path / "ae"
+    state = train(cfg, wd, progress=False)
+    loaded = latent.load_autoencoder(wd)  # the workdir resolves to wd/autoencoder.npz
+    assert loaded.config == TINY
+    src = get_source("digits", size=8)
+    x = jnp.asarray(images_to_float(np.stack([src[i]["image"] for i in range(512)])))
+    for got, want in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    z = latent.autoencoder_codec(loaded.graphdef, loaded.params).encode(x)
+    assert loaded.latent_scale == pytest.approx(1.0 / float(jnp.std(z)), rel=1e-4)
+
+    def l1(graphdef, params):
+        codec = latent.autoencoder_codec(graphdef, params)
+        return float(jnp.mean(jnp.abs(codec.decode(codec.encode(x)) - x)))
+
+    g0, p0 = split_model(Autoencoder(TINY, rngs=nnx.Rngs(cfg.seed)))
+    assert l1(loaded.graphdef, loaded.params) < 0.5 * l1(g0, p0)
+    for bad, match in [
+        (dataclasses.replace(cfg, model=unet_config("tiny", in_channels=1)), "AutoencoderConfig"),
+        (dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, options={"beta": 1})),
+         "options 'loss' and 'latent_weight'"),
+        (dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, degradation="sr:2")),
+         "degradation must be None"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            validate(bad)
+    with pytest.raises(ValueError, match="'l1' or 'mse'"):
+        latent.autoencoder_loss("l2")
+    with pytest.raises(FileNotFoundError, match="without autoencoder.npz"):
+        latent.load_autoencoder(tmp_path)

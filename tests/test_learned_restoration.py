@@ -183,27 +183,26 @@ def test_cli_sample_lq_errors(regression_workdir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_latent_two_stage_path_through_the_trainer(tmp_path):
-    """Stage 1 `jaxir.latent.train_autoencoder` + `save_autoencoder`; stage 2 the trainer with
-    ``loss.kind="latent"``: it copies the autoencoder into the workdir, and `restore_learned`
-    decodes 32x32 images from the 8x8 latents. (3.5 min measured on 2 shared CPU cores.)"""
-    from jaxir import latent
-
+    """Stage 1 `autoencoder_photos` (loss kind "autoencoder") and stage 2 `latent_photos`
+    (kind "latent"), both through the trainer: stage 2 reads the stage-1 workdir, copies its
+    autoencoder.npz, and `restore_learned` decodes 32x32 images from the 8x8 latents.
+    (3.5 min measured on 2 shared CPU cores.)"""
     ae_cfg = AutoencoderConfig(in_channels=3, base_channels=8, factor=4, latent_channels=4,
                                num_groups=4)
-    images = latent.load_images("photos", 32, 8)
-    g, p = latent.train_autoencoder(images=images, steps=1, config=ae_cfg, batch_size=2,
-                                    key=jax.random.key(0))
-    ae_path = latent.save_autoencoder(tmp_path / "ae.npz", ae_cfg, p,
-                                      latent_scale=latent.latent_scale(g, p, images))
+    stage1 = load_config("autoencoder_photos")
+    stage1 = dataclasses.replace(stage1, model=ae_cfg)
+    ae_dir = _tiny_train(stage1, tmp_path / "ae")
+    ae_path = ae_dir / "autoencoder.npz"
+    assert ae_path.is_file()
     cfg = load_config("latent_photos")
     missing = dataclasses.replace(cfg, loss=dataclasses.replace(
         cfg.loss, options={"autoencoder": str(tmp_path / "none.npz")}))
     with pytest.raises(ValueError, match="does not exist"):
         _tiny_train(missing, tmp_path / "bad")
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
-                                                            options={"autoencoder": str(ae_path)}))
+                                                            options={"autoencoder": str(ae_dir)}))
     wd = _tiny_train(cfg, tmp_path / "latent")
-    assert (wd / "autoencoder.npz").is_file()
+    assert (wd / "autoencoder.npz").read_bytes() == ae_path.read_bytes()
     ae_path.unlink()  # the workdir's copy is enough from now on
     out = restore_learned(wd, jnp.zeros((2, 32, 32, 3)), jax.random.key(0), steps=2)
     assert out.x.shape == (2, 32, 32, 3) and bool(out.finite) and int(out.nfe) == 2
@@ -235,3 +234,25 @@ def test_paired_restoration_experiment_quick_path(tmp_path):
     assert rows[1]["nfe"] == "1" and rows[2]["nfe"] == "10"
     assert "Gaussian deblurring" in (out / "results.md").read_text()
     assert (out / "figure_deblur.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_reflow_through_the_trainer(tmp_path, regression_workdir):
+    """Reflow with ``loss.options["teacher"]`` = a flow workdir: the student trains on the
+    teacher's own outputs and restores like any flow model; a non-flow teacher or a different
+    source noise is refused before training. (~1 min on 2 CPU cores: compiling the teacher's
+    10 Euler steps inside the train step.)"""
+    teacher = _tiny_train(load_config("flow_photos"), tmp_path / "flow")
+    cfg = load_config("flow_photos")
+
+    def student(**opts):
+        loss = dataclasses.replace(cfg.loss, options={**cfg.loss.options, **opts})
+        return dataclasses.replace(cfg, loss=loss)
+
+    with pytest.raises(ValueError, match="reflow needs a flow model"):
+        _tiny_train(student(teacher=str(regression_workdir)), tmp_path / "bad1")
+    with pytest.raises(ValueError, match="source_noise"):
+        _tiny_train(student(teacher=str(teacher), source_noise=0.2), tmp_path / "bad2")
+    wd = _tiny_train(student(teacher=str(teacher), teacher_steps=4), tmp_path / "reflow")
+    out = restore_learned(wd, jnp.zeros((2, 32, 32, 3)), jax.random.key(0), steps=1)
+    assert out.x.shape == (2, 32, 32, 3) and bool(out.finite) and int(out.nfe) == 1

@@ -4,22 +4,18 @@ sees c_in·x_t and x_T concatenated. Sample with `jaxir.samplers.ddbm_sample` (H
 churn 0.33) on `jaxir.samplers.ddbm_denoiser`. ``options={"bridge": "ve"}`` gives DDBM-VE
 (then t ∈ [0.002, 80]: set model.time_scale ≈ 12)."""
 
+from _photos32 import photos32_config
+
 from jaxir.models import unet_config
-from jaxir.training import DataConfig, LossConfig, OptimConfig, TrainConfig
+from jaxir.training import LossConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="ddbm_photos",
+    return photos32_config(
+        "ddbm_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32),
         loss=LossConfig(kind="ddbm", degradation="noise:0.2",
                         options={"bridge": "vp", "beta_d": 2.0, "beta_min": 0.1,
                                  "sigma_data": 0.5}),
-        optim=OptimConfig(lr=1e-4, warmup_steps=100, ema_decay=0.999, grad_clip=1.0),
-        data=DataConfig(source="photos", image_size=32, batch_size=16, random_flip=True),
-        steps=2000,
-        log_every=50,
-        save_every=500,
-        sample_every=0,
     )

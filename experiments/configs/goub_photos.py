@@ -4,21 +4,17 @@ units (the paper's 30/255 for SR on [0, 1] images), T = 100 (a parameter here, h
 official code). Network input concat[x_t − μ, μ], noise prediction, L1 loss. Sample with
 `jaxir.samplers.goub_sample` (Mean-ODE by default)."""
 
+from _photos32 import photos32_config
+
 from jaxir.models import unet_config
-from jaxir.training import DataConfig, LossConfig, OptimConfig, TrainConfig
+from jaxir.training import LossConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="goub_photos",
+    return photos32_config(
+        "goub_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32, time_scale=10.0),
         loss=LossConfig(kind="goub", degradation="sr:4",
                         options={"lam": 60 / 255, "T": 100, "eps": 0.005}),
-        optim=OptimConfig(lr=1e-4, warmup_steps=100, ema_decay=0.999, grad_clip=1.0),
-        data=DataConfig(source="photos", image_size=32, batch_size=16, random_flip=True),
-        steps=2000,
-        log_every=50,
-        save_every=500,
-        sample_every=0,
     )

@@ -3,20 +3,16 @@ average upsampled back. Brownian bridge with the symmetric sqrt-linear β (β_ma
 official SR/JPEG value) over 1000 steps; the network predicts (x_t − x_0)/σ_t from x_t alone
 (official default, no cond_x1). Sample with `jaxir.samplers.i2sb_sample`."""
 
+from _photos32 import photos32_config
+
 from jaxir.models import unet_config
-from jaxir.training import DataConfig, LossConfig, OptimConfig, TrainConfig
+from jaxir.training import LossConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="i2sb_photos",
+    return photos32_config(
+        "i2sb_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, image_size=32),
         loss=LossConfig(kind="i2sb", degradation="sr:4",
                         options={"beta_max": 0.3, "num_steps": 1000, "ot_ode": False}),
-        optim=OptimConfig(lr=1e-4, warmup_steps=100, ema_decay=0.999, grad_clip=1.0),
-        data=DataConfig(source="photos", image_size=32, batch_size=16, random_flip=True),
-        steps=2000,
-        log_every=50,
-        save_every=500,
-        sample_every=0,
     )

@@ -5,21 +5,17 @@ and predicts the noise; L1 maximum-likelihood loss. λ = 0.2 in [-1, 1] units (t
 and 60/255 here). t is the official step 1..100, so time_scale = 10. Sample with
 `jaxir.samplers.irsde_sample` (README)."""
 
+from _photos32 import photos32_config
+
 from jaxir.models import unet_config
-from jaxir.training import DataConfig, LossConfig, OptimConfig, TrainConfig
+from jaxir.training import LossConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="irsde_photos",
+    return photos32_config(
+        "irsde_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32, time_scale=10.0),
         loss=LossConfig(kind="irsde", degradation="noise:0.2",
                         options={"lam": 0.2, "T": 100, "eps": 0.005, "input_mode": "residual"}),
-        optim=OptimConfig(lr=1e-4, warmup_steps=100, ema_decay=0.999, grad_clip=1.0),
-        data=DataConfig(source="photos", image_size=32, batch_size=16, random_flip=True),
-        steps=2000,
-        log_every=50,
-        save_every=500,
-        sample_every=0,
     )

@@ -6,23 +6,20 @@ the tiny U-Net sees x_t/√(κ²η_t + 1) (official ``normalize_input``) with y_
 step 1..15, so time_scale = 64 (a DDPM-like 64..960 range). The official model runs in a VQ
 latent space; this demo is pixel space. Sample with `jaxir.samplers.resshift_sample`."""
 
+from _photos32 import photos32_config
+
 from jaxir.models import unet_config
-from jaxir.training import DataConfig, LossConfig, OptimConfig, TrainConfig
+from jaxir.training import LossConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="resshift_photos",
+    return photos32_config(
+        "resshift_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32, time_scale=64.0),
         loss=LossConfig(kind="resshift", degradation="sr:4",
                         options={"T": 15, "kappa": 2.0, "power": 0.3, "min_noise_level": 0.04,
                                  "sqrt_eta_end": 0.99, "input_norm": "std",
                                  "condition": True}),
-        optim=OptimConfig(lr=5e-5, warmup_steps=100, ema_decay=0.999, grad_clip=1.0),
-        data=DataConfig(source="photos", image_size=32, batch_size=16, random_flip=True),
-        steps=2000,
-        log_every=50,
-        save_every=500,
-        sample_every=0,
+        lr=5e-5,
     )

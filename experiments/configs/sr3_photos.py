@@ -5,22 +5,18 @@ prediction, the simple MSE loss. Restore with `jaxir.restore.restore_learned` (D
 100 respaced steps, x̂0 clipped: SR3's 100-step inference) or
 ``jaxir sample --workdir W --lq LQ.png --output OUT.png``."""
 
+from _photos32 import photos32_config
+
 from jaxir.models import unet_config
-from jaxir.training import DataConfig, LossConfig, OptimConfig, SDEConfig, TrainConfig
+from jaxir.training import LossConfig, SDEConfig, TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return TrainConfig(
-        name="sr3_photos",
+    return photos32_config(
+        "sr3_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32),
         sde=SDEConfig(name="ddpm_linear", num_train_steps=1000),
         loss=LossConfig(kind="conditional", prediction="eps", weighting="simple",
                         degradation="sr:4"),
-        optim=OptimConfig(lr=1e-4, warmup_steps=100, ema_decay=0.999, grad_clip=1.0),
-        data=DataConfig(source="photos", image_size=32, batch_size=16, random_flip=True),
-        steps=2000,
-        log_every=50,
-        save_every=500,
-        sample_every=0,
     )

@@ -129,29 +129,29 @@ def _finished(workdir: Path, steps: int) -> bool:
 
 
 def train_autoencoder(args, log) -> tuple[Path, float]:
-    """Stage 1 of the latent model, shared by the tasks: an f = 4, 4-channel autoencoder on
-    train crops (L1), saved with its latent scale."""
-    from jaxir import latent
-    from jaxir.models import AutoencoderConfig
+    """Stage 1 of the latent model, shared by the tasks: the `autoencoder_photos` config (an
+    f = 4, 4-channel autoencoder, L1) through the trainer, like every other model; it exports
+    ``autoencoder.npz`` (params + latent scale) into its workdir."""
+    from jaxir.latent import AUTOENCODER_FILE
+    from jaxir.training import load_config, train
 
-    path = Path(args.workdir) / f"autoencoder_{args.ae_steps}.npz"
-    meta = path.with_suffix(".json")
-    if path.is_file() and meta.is_file():
-        return path, json.loads(meta.read_text())["seconds"]
-    cfg = AutoencoderConfig(in_channels=3, base_channels=32, factor=4, latent_channels=4)
-    images = latent.load_images("photos", 32, 2048)
+    wd = Path(args.workdir) / f"autoencoder_{args.ae_steps}"
+    info = wd / "train_time.json"
+    if (wd / AUTOENCODER_FILE).is_file() and info.is_file():
+        return wd / AUTOENCODER_FILE, json.loads(info.read_text())["seconds"]
+    cfg = load_config("autoencoder_photos")
+    cfg = dataclasses.replace(
+        cfg, steps=args.ae_steps, seed=args.seed, save_every=0, keep=1,
+        log_every=max(1, min(50, args.ae_steps // 10)),
+        data=dataclasses.replace(cfg.data, batch_size=args.batch_size))
     t0 = time.perf_counter()
-    g, p, losses = latent.train_autoencoder(images=images, steps=args.ae_steps, config=cfg,
-                                            key=jax.random.key(args.seed), lr=1e-3,
-                                            batch_size=args.batch_size, return_losses=True)
-    scale = latent.latent_scale(g, p, images[:512])
+    train(cfg, wd, progress=False)
     sec = time.perf_counter() - t0
-    latent.save_autoencoder(path, cfg, p, latent_scale=scale)
-    meta.write_text(json.dumps({"seconds": sec, "final_l1": float(losses[-10:].mean()),
-                                "latent_scale": scale}))
-    log(f"autoencoder: {args.ae_steps} steps in {sec:.0f} s, final L1 "
-        f"{float(losses[-10:].mean()):.4f}")
-    return path, sec
+    rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines() if line]
+    final = float(rows[-1]["reconstruction"])
+    info.write_text(json.dumps({"seconds": sec, "final_l1": final}))
+    log(f"autoencoder: {args.ae_steps} steps in {sec:.0f} s, final L1 {final:.4f}")
+    return wd / AUTOENCODER_FILE, sec
 
 
 def train_one(method, task, args, ae_path, log) -> dict:

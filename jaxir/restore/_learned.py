@@ -84,15 +84,15 @@ def load_learned(workdir, ema: bool = True, step: int | None = None) -> LearnedM
                          "unconditional prior through jaxir restore / jaxir.inverse instead")
     codec = None
     if kind == "latent":
-        from ..latent import load_autoencoder
-        from ..training._trainer import LATENT_AUTOENCODER_FILE
+        from ..latent import AUTOENCODER_FILE, load_autoencoder, resolve_autoencoder
 
-        path = Path(workdir) / LATENT_AUTOENCODER_FILE
+        path = Path(workdir) / AUTOENCODER_FILE  # the trainer's copy
         if not path.is_file():
-            path = Path(config.loss.options["autoencoder"])
-        if not path.is_file():
-            raise FileNotFoundError(f"the autoencoder of {str(workdir)!r} is missing (neither "
-                                    f"{LATENT_AUTOENCODER_FILE} in the workdir nor {str(path)!r})")
+            try:
+                path = resolve_autoencoder(config.loss.options["autoencoder"])
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"the autoencoder of {str(workdir)!r} is missing (no "
+                                        f"{AUTOENCODER_FILE} in the workdir; {e})") from None
         codec = load_autoencoder(path).codec()
     return LearnedModel(model_fn, sde, config, codec)
 

@@ -126,7 +126,14 @@ def load_model_fn(workdir, ema: bool = True, step: int | None = None):
     """
     from flax import nnx
 
-    from ..models import ClassifierConfig, NoisyClassifier, UNet, make_model_fn, split_model
+    from ..models import (
+        AutoencoderConfig,
+        ClassifierConfig,
+        NoisyClassifier,
+        UNet,
+        make_model_fn,
+        split_model,
+    )
     from ._checkpoint import Checkpointer
     from ._config import build_sde
     from ._step import make_apply_fn
@@ -137,6 +144,10 @@ def load_model_fn(workdir, ema: bool = True, step: int | None = None):
     ckpt = Checkpointer(workdir / "checkpoints")
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint in {str(workdir / 'checkpoints')!r}")
+    if isinstance(config.model, AutoencoderConfig):
+        ckpt.close()
+        raise ValueError(f"{str(workdir)!r} holds an autoencoder (latent stage 1), not a "
+                         "diffusion model: load it with jaxir.latent.load_autoencoder(workdir)")
     is_clf = isinstance(config.model, ClassifierConfig)
     cls = NoisyClassifier if is_clf else UNet
     graphdef, abstract = split_model(nnx.eval_shape(lambda: cls(config.model,

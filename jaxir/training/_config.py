@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..models import ClassifierConfig, UNetConfig
+from ..models import AutoencoderConfig, ClassifierConfig, UNetConfig
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE, LinearSDE, SubVPSDE
 
 __all__ = [
@@ -76,7 +76,11 @@ class LossConfig:
     (SR3/Palette; needs ``degradation``), "classifier" (noisy classifier), "latent" (SRLDM:
     ε matching on the latents of a pre-trained autoencoder, ``options={"autoencoder":
     "ae.npz"}`` from `jaxir.latent.save_autoencoder`; the model is a U-Net on latents with
-    ``cond_channels`` = the image channels). ``degradation`` makes the LQ condition on the
+    ``cond_channels`` = the image channels; ``"autoencoder"`` may also name the workdir of an
+    autoencoder run), "autoencoder" (latent stage 1: reconstruction of the images by an
+    `jaxir.models.AutoencoderConfig` model, options ``{"loss": "l1" | "mse",
+    "latent_weight": 1e-6}``, see `jaxir.latent.autoencoder_loss`; the run exports
+    ``workdir/autoencoder.npz`` when it ends). ``degradation`` makes the LQ condition on the
     fly: "sr:F" (F×F block average, nearest upsampling back), "noise:S" (additive Gaussian
     noise of std S in [-1, 1] units), "blur:S" (Gaussian blur of std S pixels), joined by
     "+" (e.g. "sr:F+noise:S"); see `jaxir.training.make_degradation`.
@@ -163,7 +167,8 @@ class TrainConfig:
     ``async_save=False`` each save commits before training goes on and at most ``save_every``
     steps are lost."""
 
-    model: UNetConfig | ClassifierConfig = dataclasses.field(default_factory=UNetConfig)
+    model: UNetConfig | ClassifierConfig | AutoencoderConfig = dataclasses.field(
+        default_factory=UNetConfig)
     sde: SDEConfig = dataclasses.field(default_factory=SDEConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -190,7 +195,8 @@ def config_to_dict(config: TrainConfig) -> dict:
     return json.loads(json.dumps(d))  # tuples -> lists, a plain copy
 
 
-_MODEL_CLASSES = {"UNetConfig": UNetConfig, "ClassifierConfig": ClassifierConfig}
+_MODEL_CLASSES = {"UNetConfig": UNetConfig, "ClassifierConfig": ClassifierConfig,
+                  "AutoencoderConfig": AutoencoderConfig}
 
 
 def _build(cls, values: dict, where: str):
@@ -287,7 +293,9 @@ def load_config(path_or_name: str) -> TrainConfig:
     """Import a config file and call its ``get_config()``.
 
     Accepts a path to a ``.py`` file, or a bare name looked up as
-    ``experiments/configs/NAME.py`` (beside the jaxir package, e.g. "digits_small").
+    ``experiments/configs/NAME.py`` (beside the jaxir package, e.g. "digits_small"). While it
+    runs, the file's folder is on ``sys.path``, so a config can import shared helpers that sit
+    beside it (e.g. ``from _photos32 import photos32_config``).
     """
     p = Path(path_or_name)
     if not p.exists() and p.suffix != ".py":
@@ -295,17 +303,21 @@ def load_config(path_or_name: str) -> TrainConfig:
         if candidate.exists():
             p = candidate
     if not p.is_file():
-        available = sorted(f.stem for f in _configs_dir().glob("*.py") if f.stem != "__init__")
+        available = sorted(f.stem for f in _configs_dir().glob("*.py")
+                           if not f.stem.startswith("_"))
         raise FileNotFoundError(f"config {path_or_name!r} not found (a .py path, or one of "
                                 f"{available})")
     mod_name = f"_jaxir_config_{p.stem}_{abs(hash(str(p.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, p)
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    folder = str(p.resolve().parent)  # a config may import helpers that sit beside it
+    sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     finally:
         sys.modules.pop(mod_name, None)
+        sys.path.remove(folder)
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {str(p)!r} has no get_config() function")
     config = module.get_config()
@@ -379,6 +391,22 @@ def _validate_latent(config: TrainConfig) -> None:
                          "and restore with jaxir.restore.restore_learned")
 
 
+def _validate_autoencoder(config: TrainConfig) -> None:
+    lc = config.loss
+    if not isinstance(lc.options, dict):
+        raise ValueError(f"loss.options must be a dict, got {type(lc.options).__name__}")
+    unknown = sorted(set(lc.options) - {"loss", "latent_weight"})
+    if unknown:
+        raise ValueError(f"loss.kind='autoencoder' takes options 'loss' and 'latent_weight', "
+                         f"got {unknown}")
+    if lc.degradation is not None:
+        raise ValueError("loss.kind='autoencoder' reconstructs clean images; loss.degradation "
+                         f"must be None, got {lc.degradation!r}")
+    if config.sample_every:
+        raise ValueError("sample_every > 0 is not supported for loss.kind='autoencoder'; set it "
+                         "to 0 (the exported autoencoder.npz is the result)")
+
+
 def _check_positive(name, v):
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -399,6 +427,13 @@ def validate(config: TrainConfig) -> None:
         raise ValueError("loss.kind='classifier' goes with a ClassifierConfig model and only "
                          f"with one; got loss.kind={config.loss.kind!r} and "
                          f"{type(config.model).__name__}")
+    is_ae = isinstance(config.model, AutoencoderConfig)
+    if is_ae != (config.loss.kind == "autoencoder"):
+        raise ValueError("loss.kind='autoencoder' goes with an AutoencoderConfig model and only "
+                         f"with one; got loss.kind={config.loss.kind!r} and "
+                         f"{type(config.model).__name__}")
+    if is_ae:
+        _validate_autoencoder(config)
     if config.loss.kind in RESTORATION_KINDS:
         _validate_restoration(config)
     if config.loss.kind == "latent":

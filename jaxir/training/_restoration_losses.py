@@ -229,20 +229,40 @@ def ddbm_loss(sde: LinearSDE | None = None, *, bridge: str = "vp", beta_d: float
 
 def flow_loss(sde=None, *, source_noise: float = 0.0, condition: bool = True,
               cond_key: str = "lq", degrade_fn: Callable | None = None,
-              t_min: float = 0.0) -> Callable:
+              t_min: float = 0.0, teacher: Callable | None = None, teacher_steps: int = 10,
+              teacher_solver: str = "euler") -> Callable:
     """Flow matching for restoration (rectified flow, Liu et al. 2023, Eq. 1; Lipman et al.
     2023, Eq. 23 with σ_min = 0): ``x_1 = LQ + source_noise · ε``, ``t ~ U(t_min, 1)``,
     ``x_t = (1 − t) x_0 + t x_1``, MSE of ``model_fn(x_t, t, LQ)`` against ``x_1 − x_0``.
     Sample with :func:`jaxir.samplers.flow_sample` (``x1 = LQ``, same ``source_noise``,
     ``cond = LQ``). ``sde`` is unused (accepted for the factory contract).
+
+    Reflow (Liu et al. 2023, Sec. 2.2): with ``teacher``, a trained flow's
+    ``velocity_fn(x, t, cond)``, the target ``x_0`` is not the batch's HQ image but the
+    teacher's own output from the same start, ``x_0 = Φ(x_1)`` (:func:`flow_sample`,
+    ``teacher_steps`` of ``teacher_solver``, no gradient). The pairs ``(x_1, Φ(x_1))`` are the
+    teacher's coupling, straightened: the student's paths are straighter, so fewer steps
+    suffice. The paper draws a fixed set of pairs once; here they are drawn afresh each step
+    (the same law, an unlimited set). The student must use the teacher's ``source_noise`` and
+    LQ. Through the trainer: ``loss.options={"teacher": "runs/flow", ...}`` (a flow workdir;
+    its EMA params).
     """
     del sde
+    if teacher is not None:
+        from ..samplers import flow_sample
+
+        if not isinstance(teacher_steps, int) or teacher_steps < 1:
+            raise ValueError(f"teacher_steps must be a positive int, got {teacher_steps!r}")
 
     def loss_fn(model_fn, batch, key):
         x0 = _x0(batch)
         k_lq, k_t, k_e = jax.random.split(key, 3)
         lq = _lq(batch, x0, k_lq, cond_key, degrade_fn)
         x1 = lq + source_noise * jax.random.normal(k_e, x0.shape, x0.dtype) if source_noise else lq
+        if teacher is not None:
+            x0 = jax.lax.stop_gradient(flow_sample(
+                None, teacher, x1, num_steps=teacher_steps, solver=teacher_solver,
+                cond=lq if condition else None).x).astype(x1.dtype)
         t = jax.random.uniform(k_t, (x0.shape[0],), jnp.float32, t_min, 1.0)
         tb = bcast(t, x0)
         x_t = (1.0 - tb) * x0 + tb * x1

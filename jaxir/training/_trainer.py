@@ -22,7 +22,14 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from ..data import DataLoader, get_source, images_to_uint8
-from ..models import ClassifierConfig, NoisyClassifier, UNet, split_model
+from ..models import (
+    Autoencoder,
+    AutoencoderConfig,
+    ClassifierConfig,
+    NoisyClassifier,
+    UNet,
+    split_model,
+)
 from ..samplers import ddim_sample
 from ._checkpoint import Checkpointer, CheckpointError, GracefulStop
 from ._config import (
@@ -118,11 +125,18 @@ def make_degradation(spec: str, noise: bool = True):
 def build_loss(config: TrainConfig, sde):
     """The loss function a config names (`jaxir.training.make_loss` with its options)."""
     lc, model = config.loss, config.model
+    if lc.kind == "autoencoder":  # latent stage 1: reconstruction
+        from ..latent import autoencoder_loss
+
+        return autoencoder_loss(**lc.options)
     if lc.kind == "classifier":
         return make_loss("classifier", sde, time_sampling=lc.time_sampling)
     if lc.kind in RESTORATION_KINDS:  # the process is the loss's own (options), not config.sde
+        options = dict(lc.options)
+        if lc.kind == "flow" and options.get("teacher") is not None:  # reflow
+            options["teacher"] = _reflow_teacher(config, options["teacher"])
         return make_loss(lc.kind, None, degrade_fn=make_degradation(lc.degradation),
-                         **lc.options)
+                         **options)
     if lc.kind == "latent":  # SRLDM: stage 2 on a frozen, pre-trained autoencoder
         from ..latent import latent_loss, load_autoencoder
 
@@ -148,8 +162,39 @@ def build_loss(config: TrainConfig, sde):
     return make_loss(lc.kind, sde, **common)
 
 
+def _reflow_teacher(config: TrainConfig, workdir):
+    """The EMA velocity of the flow run in ``workdir``, checked against the student's config
+    (same degradation and source noise: the reflow pairs start where the teacher's did)."""
+    from ._cli import load_model_fn
+
+    model_fn, _, teacher = load_model_fn(workdir)
+    if teacher.loss.kind != "flow":
+        raise ValueError(f"loss.options['teacher'] = {str(workdir)!r} holds a "
+                         f"{teacher.loss.kind!r} model; reflow needs a flow model")
+    mine, theirs = config.loss, teacher.loss
+    for what, a, b in [("degradation", mine.degradation, theirs.degradation),
+                       ("options['source_noise']", mine.options.get("source_noise", 0.0),
+                        theirs.options.get("source_noise", 0.0)),
+                       ("options['condition']", mine.options.get("condition", True),
+                        theirs.options.get("condition", True))]:
+        if a != b:
+            raise ValueError(f"reflow: loss.{what} is {a!r} but the teacher "
+                             f"{str(workdir)!r} was trained with {b!r}")
+    return model_fn
+
+
 def _model_class(config: TrainConfig):
+    if isinstance(config.model, AutoencoderConfig):
+        return Autoencoder
     return NoisyClassifier if isinstance(config.model, ClassifierConfig) else UNet
+
+
+def _apply_fn(config: TrainConfig, graphdef):
+    if config.loss.kind == "autoencoder":
+        from ..latent import autoencoder_model_fn
+
+        return lambda params, dropout_key=None: autoencoder_model_fn(graphdef, params)
+    return make_apply_fn(graphdef, classifier=config.loss.kind == "classifier")
 
 
 def init_train_state(config: TrainConfig, mesh: Mesh, total_steps: int | None = None):
@@ -311,12 +356,12 @@ def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str |
 
 def _latent_image_channels(config: TrainConfig) -> int:
     """Check a latent config against its autoencoder file; return the image channels."""
-    from ..latent import load_autoencoder
+    from ..latent import load_autoencoder, resolve_autoencoder
 
-    path = Path(config.loss.options["autoencoder"])
-    if not path.is_file():
-        raise ValueError(f"loss.options['autoencoder'] = {str(path)!r} does not exist (train "
-                         "it first: jaxir.latent.train_autoencoder + save_autoencoder)")
+    try:
+        path = resolve_autoencoder(config.loss.options["autoencoder"])
+    except FileNotFoundError as e:
+        raise ValueError(f"loss.options['autoencoder']: {e}") from None
     ae = load_autoencoder(path).config
     m = config.model
     if (m.in_channels, m.out_channels, m.cond_channels) != (ae.latent_channels,
@@ -326,10 +371,6 @@ def _latent_image_channels(config: TrainConfig) -> int:
                          f"{ae.in_channels}), got ({m.in_channels}, {m.out_channels}, "
                          f"{m.cond_channels})")
     return ae.in_channels
-
-
-LATENT_AUTOENCODER_FILE = "autoencoder.npz"
-"""The copy of a latent run's autoencoder inside its workdir (restoring needs only the workdir)."""
 
 
 def _lock_workdir(workdir: Path):
@@ -380,17 +421,20 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
         if config.loss.kind == "latent":
             import shutil
 
-            src = Path(config.loss.options["autoencoder"])
-            dst = workdir / LATENT_AUTOENCODER_FILE
+            from ..latent import AUTOENCODER_FILE, resolve_autoencoder
+
+            # the copy a latent run keeps of its autoencoder: restoring needs only the workdir
+            src = resolve_autoencoder(config.loss.options["autoencoder"])
+            dst = workdir / AUTOENCODER_FILE
             if src.resolve() != dst.resolve():
                 shutil.copyfile(src, dst)
 
-    apply_fn = make_apply_fn(graphdef, classifier=config.loss.kind == "classifier")
+    apply_fn = _apply_fn(config, graphdef)
     loss_fn = build_loss(config, sde)
     step_fn = make_train_step(
         loss_fn, apply_fn, tx, ema_decay=config.optim.ema_decay,
         ema_warmup=config.optim.ema_warmup, compute_dtype=config.optim.compute_dtype,
-        lr_schedule=schedule, dropout=config.model.dropout > 0)
+        lr_schedule=schedule, dropout=getattr(config.model, "dropout", 0.0) > 0)
     bsh = batch_sharding(mesh)
     step_fn = jit_train_step(step_fn, shardings, bsh)
 
@@ -467,6 +511,8 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
             ckpt.save(state, data_state=loader.state, config=cfg_dict)
             if sampler is not None:
                 write_samples(s)
+            if config.loss.kind == "autoencoder" and primary and s >= total:
+                _export_autoencoder(config, graphdef, state, source, workdir)
     finally:
         loader.close()
         ckpt.close()
@@ -475,6 +521,20 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
         if primary and metrics_path.exists():
             plot_metrics(metrics_path, workdir / "loss.png")
     return state
+
+
+def _export_autoencoder(config: TrainConfig, graphdef, state, source, workdir: Path,
+                        num_scale_images: int = 512) -> Path:
+    """Write ``workdir/autoencoder.npz`` (`jaxir.latent.save_autoencoder`): the EMA params and
+    the latent scale 1/std(E(x)) over the first ``num_scale_images`` training images."""
+    from ..data import images_to_float
+    from ..latent import AUTOENCODER_FILE, latent_scale, save_autoencoder
+
+    params = jax.device_get(state.ema_params)
+    n = min(num_scale_images, len(source))
+    images = images_to_float(np.stack([np.asarray(source[i]["image"]) for i in range(n)]))
+    scale = latent_scale(graphdef, params, images)
+    return save_autoencoder(workdir / AUTOENCODER_FILE, config.model, params, latent_scale=scale)
 
 
 def load_config_from_workdir(workdir) -> TrainConfig:
