@@ -44,15 +44,15 @@ def test_flow_few_steps_trajectory_and_errors():
 
 def test_reflow_target_is_the_teachers_straightened_coupling():
     """Reflow: with the exact (curved) velocity of independent Gaussians as the teacher, the
-    teacher's Heun-50 map is affine, Φ(x) = M x + c, so the reflowed velocity is known in closed
+    teacher's Heun-8 map is affine (any step count: the velocity is affine in x), Φ(x) = M x + c, so the reflowed velocity is known in closed
     form: on x = (1 − t) Φ(x_1) + t x_1, v₂(x, t) = x_1 − Φ(x_1). The reflow loss must vanish at
-    v₂ (measured 2e-12; asserted < 1e-8, against 0.26 for the teacher's own velocity), and ONE
+    v₂ (measured 1e-12; asserted < 1e-8, against 0.26 for the teacher's own velocity), and ONE
     Euler step of v₂ must reproduce Φ, i.e. transport LQ to HQ (moments within 5 s.e.)."""
     from jaxir.training import make_loss
 
     hq, lq = _gauss(0, 0.0), _gauss(1, 2.0)
     teacher = exact.interpolant_velocity(lq, hq)
-    phi = jax.jit(lambda x: samplers.flow_sample(None, teacher, x, num_steps=50,
+    phi = jax.jit(lambda x: samplers.flow_sample(None, teacher, x, num_steps=8,
                                                  solver="heun").x)
     c = phi(jnp.zeros((1, 3)))[0]
     M = (phi(jnp.eye(3)) - c).T  # column i = Φ(e_i) − c
@@ -65,7 +65,7 @@ def test_reflow_target_is_the_teachers_straightened_coupling():
 
     k = jax.random.split(jax.random.key(3), 2)
     batch = {"image": hq.sample(k[0], 4096), "lq": lq.sample(k[1], 4096)}
-    loss = jax.jit(make_loss("flow", None, teacher=teacher, teacher_steps=50,
+    loss = jax.jit(make_loss("flow", None, teacher=teacher, teacher_steps=8,
                              teacher_solver="heun"), static_argnums=0)
     at_v2, _ = loss(v2, batch, jax.random.key(4))
     per_example = lambda x, t, cond=None: jax.vmap(lambda a, b: teacher(a[None], b)[0])(x, t)
@@ -74,7 +74,7 @@ def test_reflow_target_is_the_teachers_straightened_coupling():
     x1 = lq.sample(jax.random.key(5), 20_000)
     one = samplers.flow_sample(None, v2, x1, num_steps=1)
     np.testing.assert_allclose(one.x, phi(x1), atol=1e-4)
-    z = exact.moment_zscores(one.x, hq.mean, hq.cov)
+    z = exact.moment_zscores(one.x, hq.mean, hq.cov)  # Heun-8's own bias is below the noise
     assert z["z_mean"] < 5 and z["z_cov"] < 5, z
     with pytest.raises(ValueError, match="teacher_steps"):
         make_loss("flow", None, teacher=teacher, teacher_steps=0)
