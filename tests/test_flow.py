@@ -44,8 +44,9 @@ def test_flow_few_steps_trajectory_and_errors():
 
 def test_reflow_target_is_the_teachers_straightened_coupling():
     """Reflow: with the exact (curved) velocity of independent Gaussians as the teacher, the
-    teacher's Heun-8 map is affine (any step count: the velocity is affine in x), Φ(x) = M x + c, so the reflowed velocity is known in closed
-    form: on x = (1 − t) Φ(x_1) + t x_1, v₂(x, t) = x_1 − Φ(x_1). The reflow loss must vanish at
+    teacher's Heun-8 map is affine (at any step count: the velocity is affine in x),
+    Φ(x) = M x + c, so the reflowed velocity is known in closed form: on
+    x = (1 − t) Φ(x_1) + t x_1, v₂(x, t) = x_1 − Φ(x_1). The reflow loss must vanish at
     v₂ (measured 1e-12; asserted < 1e-8, against 0.26 for the teacher's own velocity), and ONE
     Euler step of v₂ must reproduce Φ, i.e. transport LQ to HQ (moments within 5 s.e.)."""
     from jaxir.training import make_loss
