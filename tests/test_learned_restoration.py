@@ -67,6 +67,64 @@ def test_blur_degradation_matches_the_blur_operator_and_composes():
             make_degradation(bad)
 
 
+def test_palette_degradations_match_the_operators_and_keep_their_masks():
+    """Palette's conditions: "gray" = Colorization's A⁺A, "jpeg:Q" = JPEGLike.A; the masks
+    ("inpaint:P", "inpaint:box", "uncrop") keep the observed pixels exactly, put N(0, 1) noise
+    (or 0 with noise=False, the same mask for the same key) in the holes, and miss the stated
+    fraction (random pixels: |fraction − P| < 5 binomial s.e.)."""
+    from jaxir.operators import Colorization, JPEGLike
+
+    x = jnp.tanh(jax.random.normal(jax.random.key(0), (3, 16, 16, 3)))
+    op = Colorization((16, 16, 3))
+    np.testing.assert_allclose(make_degradation("gray")(None, x),
+                               jax.vmap(lambda a: op.A_pinv(op.A(a)))(x), atol=1e-6)
+    np.testing.assert_allclose(make_degradation("jpeg:20")(None, x),
+                               jax.vmap(JPEGLike((16, 16, 3), 20).A)(x), atol=1e-6)
+    key = jax.random.key(1)
+    for spec, frac in [("inpaint:0.7", 0.7), ("inpaint:box", 0.25), ("uncrop", 0.5)]:
+        y = np.asarray(make_degradation(spec)(key, x))
+        y0 = np.asarray(make_degradation(spec, noise=False)(key, x))
+        hole = np.all(y0 == 0, axis=-1)
+        kept = ~hole
+        np.testing.assert_array_equal(y[kept], np.asarray(x)[kept])
+        np.testing.assert_array_equal(y0[kept], np.asarray(x)[kept])
+        assert 0.8 < y[hole].std() < 1.2  # N(0, 1) fill
+        got = hole.mean()
+        if spec == "inpaint:0.7":
+            se = np.sqrt(0.7 * 0.3 / hole.size)
+            assert abs(got - frac) < 5 * se, got
+        else:
+            assert got == frac and all(h.mean() == frac for h in hole)  # exactly, per image
+    holes = np.asarray(make_degradation("uncrop", noise=False)(jax.random.key(3),
+                                                               jnp.ones((16, 8, 8, 1)))) == 0
+    assert len({h.tobytes() for h in holes}) > 1  # the missing side is drawn per image
+    for bad in ("inpaint:1.5", "inpaint:0", "jpeg:0", "jpeg:x", "gray:2", "uncrop:1"):
+        with pytest.raises(ValueError, match="inpaint:P"):
+            make_degradation(bad)
+    with pytest.raises(ValueError, match="pass a key"):
+        make_degradation("inpaint:0.5")(None, x)
+
+
+def test_palette_config_validates_and_its_loss_runs():
+    from jaxir.training import build_loss
+    from jaxir.training._config import validate
+
+    cfg = load_config("palette_photos")
+    validate(cfg)
+    loss = build_loss(cfg, build_sde(cfg.sde))
+    x0 = jnp.tanh(jax.random.normal(jax.random.key(0), (2, 32, 32, 3)))
+    seen = {}
+
+    def model_fn(x, t, cond):
+        seen["cond"] = cond
+        return jnp.zeros_like(x)
+
+    value, _ = loss(model_fn, {"image": x0}, jax.random.key(1))
+    np.testing.assert_allclose(float(value), 1.0, atol=0.05)  # E‖ε‖²/D with ε̂ = 0
+    np.testing.assert_allclose(seen["cond"], jnp.broadcast_to(x0.mean(-1, keepdims=True),
+                                                              x0.shape), atol=1e-6)
+
+
 # ---- restore_learned's dispatch --------------------------------------------------------------
 def _small(kind):
     """The kind's example config with short chains (fixed-step chains get T = 4)."""

@@ -82,8 +82,9 @@ class LossConfig:
     "latent_weight": 1e-6}``, see `jaxir.latent.autoencoder_loss`; the run exports
     ``workdir/autoencoder.npz`` when it ends). ``degradation`` makes the LQ condition on the
     fly: "sr:F" (F×F block average, nearest upsampling back), "noise:S" (additive Gaussian
-    noise of std S in [-1, 1] units), "blur:S" (Gaussian blur of std S pixels), joined by
-    "+" (e.g. "sr:F+noise:S"); see `jaxir.training.make_degradation`.
+    noise of std S in [-1, 1] units), "blur:S" (Gaussian blur of std S pixels), Palette's
+    "gray", "inpaint:P", "inpaint:box", "uncrop" and "jpeg:Q", joined by "+" (e.g.
+    "sr:F+noise:S"); see `jaxir.training.make_degradation`.
     ``cond_drop_prob``: classifier-free-guidance dropout of the label / image condition.
 
     Restoration kinds (`jaxir.training.RESTORATION_KINDS`): "irsde", "goub", "i2sb", "ddbm",
