@@ -35,6 +35,19 @@ def test_bench_gmm_json_small(capsys):
     for r in out["rows"]:
         assert r["metric"] == "max" and r["finite"] and r["seconds"] > 0
         assert r["sw"] < r["sw_prior"], r  # the posterior sampler moved towards the data
+    assert out["published"] == []  # not the published setting (d = 8, 100 steps, η = 0.6)
+
+
+def test_compare_published_reads_each_cell_against_the_problem_spread():
+    from jaxir.bench.gmm import compare_published
+
+    rows = [{"method": m, "dim": 8, "dy": 1, "num_steps": 100, "eta": 0.6, "metric": "max",
+             "sw": v} for m, vs in (("ddrm", (20.0, 25.0, 40.0, 10.0)), ("pigdm", (1.0, 2.0)))
+            for v in vs]
+    rows.append({**rows[0], "num_steps": 20})  # another setting: ignored
+    (c,) = compare_published(rows)  # pigdm has no published cell
+    assert (c["method"], c["dy"], c["published_mean"], c["n"]) == ("ddrm", 1, 29.7, 4)
+    assert c["share_below"] == 0.75 and c["inside_range"] and (c["min"], c["max"]) == (10, 40)
 
 
 def test_bench_gmm_rejects_bad_lists(capsys):

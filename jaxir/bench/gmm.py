@@ -59,6 +59,7 @@ __all__ = [
     "prior_sample",
     "gmm_model_fn",
     "run_gmm_benchmark",
+    "compare_published",
     "summarize",
     "format_table",
 ]
@@ -333,6 +334,34 @@ def summarize(rows: list[dict], level: float = 0.95) -> list[dict]:
             "sw_exact_mean": float(np.mean([r["sw_exact"] for r in rs])),
             "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
         })
+    return out
+
+
+def compare_published(rows: list[dict]) -> list[dict]:
+    """Each published cell (:data:`PUBLISHED`: d = 8, 100 DDIM steps, η = 0.6, max-sliced)
+    next to the per-problem distances measured in ``rows`` for the same setting.
+
+    The published sd (0.03–2.4) is much smaller than the spread over problems, so a published
+    mean is read as one problem's value: per (method, dy) this returns ``published_mean``,
+    ``published_sd``, the measured ``min`` / ``max`` / ``mean`` over problems, ``share_below``
+    (the fraction of problems at or below the published mean) and ``inside_range`` (the
+    published mean lies in [min, max]). ``-multinomial`` rows compare with the MCGdiff cells
+    (the published code resamples multinomially). Empty if ``rows`` hold no such setting.
+    """
+    out = []
+    groups: dict = {}
+    for r in rows:
+        if (r["dim"], r["num_steps"], r["metric"]) == (8, 100, "max") and abs(r["eta"] - 0.6) < 1e-9:
+            groups.setdefault((r["method"], r["dy"]), []).append(float(r["sw"]))
+    for (method, dy), v in groups.items():
+        pub = PUBLISHED.get(method.replace("-multinomial", ""), {}).get(dy)
+        if pub is None:
+            continue
+        v = np.asarray(v)
+        out.append({"method": method, "dy": dy, "published_mean": pub[0], "published_sd": pub[1],
+                    "n": len(v), "min": float(v.min()), "max": float(v.max()),
+                    "mean": float(v.mean()), "share_below": float(np.mean(v <= pub[0])),
+                    "inside_range": bool(v.min() <= pub[0] <= v.max())})
     return out
 
 
