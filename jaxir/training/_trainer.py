@@ -111,8 +111,8 @@ def make_degradation(spec: str, noise: bool = True):
     "sr:F": F×F block average then nearest upsampling (the SR3 input, upsampled LQ);
     "blur:S": Gaussian blur, std S pixels (kernel 2⌈3S⌉ + 1 taps, replicate boundary);
     "noise:S": add N(0, S²) noise ([-1, 1] units). ``noise=False`` skips the noise steps: the
-    result is then the noiseless operator A(x0) (``key`` unused), e.g. for the consistency
-    error ‖A(x̂) − y‖.
+    result is then the noiseless operator A(x0) (``key`` unused unless a mask is drawn), e.g.
+    for the consistency error ‖A(x̂) − y‖.
 
     Palette's tasks (Saharia et al. 2022; the official code's masked condition): "gray"
     (colorization: the channel mean repeated over the channels, `operators.Colorization`),
