@@ -7,18 +7,15 @@ linear range), ε prediction, the simple MSE loss. Other Palette tasks are one `
 Restore with `jaxir.restore.restore_learned` (DDPM, 100 respaced steps, x̂0 clipped) or
 ``jaxir sample --workdir W --lq GRAY.png --output OUT.png``."""
 
-from _photos32 import photos32_config
+import dataclasses
 
-from jaxir.models import unet_config
-from jaxir.training import LossConfig, SDEConfig, TrainConfig
+from sr3_photos import get_config as sr3_config
+
+from jaxir.training import TrainConfig
 
 
 def get_config() -> TrainConfig:
-    return photos32_config(
-        "palette_photos",
-        model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
-                          image_size=32),
-        sde=SDEConfig(name="ddpm_linear", num_train_steps=1000),
-        loss=LossConfig(kind="conditional", prediction="eps", weighting="simple",
-                        degradation="gray"),
-    )
+    """SR3's model, SDE and loss (`sr3_photos`) with the grayscale condition."""
+    cfg = sr3_config()
+    return dataclasses.replace(cfg, name="palette_photos",
+                               loss=dataclasses.replace(cfg.loss, degradation="gray"))
