@@ -188,6 +188,27 @@ def test_restore_learned_errors():
         prepare_lq(jnp.zeros((1, 30, 30, 3)), sr)
 
 
+def test_restore_learned_with_a_mask_keeps_the_known_pixels_and_ignores_the_holes():
+    """Palette inpainting through `restore_learned(mask=)`: the output equals the LQ on the
+    observed pixels, whatever the LQ holds in the holes (they are refilled with N(0, 1) from
+    the key, the training condition); other kinds and malformed masks are refused."""
+    model = _model("conditional")
+    lq = jnp.tanh(jax.random.normal(jax.random.key(3), (2, 16, 16, 3)))
+    mask = jnp.zeros((16, 16)).at[:, :8].set(1.0)  # uncropping: the right half is missing
+    run = jax.jit(lambda y, k, m: restore_learned(model, y, k, steps=3, mask=m))
+    out = run(lq, jax.random.key(4), mask)
+    np.testing.assert_array_equal(np.asarray(out.x[:, :, :8]), np.asarray(lq[:, :, :8]))
+    assert bool(out.finite) and not np.allclose(out.x[:, :, 8:], lq[:, :, 8:], atol=1e-2)
+    other = run(lq.at[:, :, 8:].set(0.0), jax.random.key(4), mask)
+    np.testing.assert_allclose(np.asarray(other.x), np.asarray(out.x), atol=1e-6)
+    per_image = run(lq, jax.random.key(4), jnp.broadcast_to(mask[None, :, :, None], (2, 16, 16, 1)))
+    np.testing.assert_allclose(np.asarray(per_image.x), np.asarray(out.x), atol=1e-6)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        restore_learned(model, lq, jax.random.key(0), steps=3, mask=jnp.ones((8, 8)))
+    with pytest.raises(ValueError, match="Palette-style"):
+        restore_learned(_model("regression"), lq, jax.random.key(0), mask=mask)
+
+
 # ---- through the trainer: regression workdir, latent two-stage path, the CLI -------------------
 def _tiny_train(config, workdir):
     config = dataclasses.replace(config, steps=1, log_every=1, save_every=0,
@@ -235,6 +256,10 @@ def test_cli_sample_lq_errors(regression_workdir, tmp_path, capsys):
     (prior / "config.json").write_text(json.dumps(config_to_dict(load_config("digits_tiny"))))
     _fails(capsys, ["sample", "--workdir", str(prior), "--lq", _png(tmp_path / "d.png", 16, 16),
                     "--output", out], "--lq needs a learned restoration model")
+    _fails(capsys, ["sample", "--workdir", wd, "--lq", _png(tmp_path / "e.png", 32, 32),
+                    "--mask", _png(tmp_path / "m.png", 32, 32), "--output", out], "Palette-style")
+    _fails(capsys, ["sample", "--workdir", str(prior), "--mask", _png(tmp_path / "m.png", 16, 16),
+                    "--output", out], "--mask goes with --lq")
     _fails(capsys, ["sample", "--workdir", str(tmp_path / "nowhere"), "--lq", out,
                     "--output", out], "no config.json and no checkpoint")
 

@@ -288,3 +288,31 @@ def test_bad_arguments():
         samplers.ddpm_sample(jax.random.key(0), mf, sde, (2, 3), variance="learned")
     with pytest.raises(ValueError, match="num_steps"):
         samplers.ddim_sample(jax.random.key(0), mf, sde, (2, 3), num_steps=0)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim_eta1"])
+def test_known_pixels_are_pasted_and_independent_coordinates_keep_the_prior(sampler):
+    """Palette's inference (``known=``): the output equals the known values where the mask is 1;
+    with an independent (diagonal) Gaussian prior the unknown coordinates never see the known
+    ones, so their law is exactly the prior marginal = the posterior given the known ones."""
+    sde = SDES["ddpm"]
+    var = np.array([0.5, 1.2, 0.3, 2.0])
+    prior = exact.Gaussian(np.array([0.4, -0.7, 1.1, 0.0]), np.diag(var))
+    mask = jnp.array([1.0, 0.0, 1.0, 0.0])
+    values = jnp.array([2.5, 99.0, -3.0, 99.0])  # what the unknown slots hold must not matter
+    kw = dict(x_init=prior.marginal(sde, sde.T).sample(jax.random.key(7), N), num_steps=1000,
+              known=(values, mask))
+    if sampler == "ddpm":
+        out = samplers.ddpm_sample(jax.random.key(1), prior.model_fn(sde), sde, clip_x0=False, **kw)
+    else:
+        out = samplers.ddim_sample(jax.random.key(1), prior.model_fn(sde), sde, eta=1.0, **kw)
+    x = np.asarray(out.x)
+    np.testing.assert_array_equal(x[:, [0, 2]], np.broadcast_to([2.5, -3.0], (N, 2)))
+    free = [1, 3]
+    _assert_matches(x[:, free], exact.Gaussian(np.asarray(prior.mean)[free], np.diag(var[free])),
+                    f"{sampler} with known pixels")
+    with pytest.raises(ValueError, match="broadcast"):
+        samplers.ddpm_sample(jax.random.key(0), prior.model_fn(sde), sde, (2, 4),
+                             known=(jnp.zeros(3), mask))
+    with pytest.raises(ValueError, match="pair"):
+        samplers.ddim_sample(jax.random.key(0), prior.model_fn(sde), sde, (2, 4), known=mask)

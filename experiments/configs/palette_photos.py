@@ -5,7 +5,9 @@ linear range), ε prediction, the simple MSE loss. Other Palette tasks are one `
 ``loss.degradation`` = "inpaint:box" (centre box), "inpaint:0.7" (70 % of the pixels missing),
 "uncrop" (one half missing) or "jpeg:10" — missing pixels hold N(0, 1) noise, as in Palette.
 Restore with `jaxir.restore.restore_learned` (DDPM, 100 respaced steps, x̂0 clipped) or
-``jaxir sample --workdir W --lq GRAY.png --output OUT.png``."""
+``jaxir sample --workdir W --lq GRAY.png --output OUT.png``; for inpainting / uncropping add
+the mask of observed pixels (``mask=`` / ``--mask MASK.png``), which refills the holes with
+N(0, 1) and pastes the known pixels after every step, as Palette's inference does."""
 
 import dataclasses
 

@@ -23,7 +23,9 @@ regression      one forward pass ``model(LQ, 0)``               1
 (IR-SDE, GOUB, ResShift: the step is the network's time input) any other value is a
 `ValueError`. The LQ is the degraded image at the output size, as in training (for "sr:F"
 the block-averaged image upsampled by nearest neighbour; :func:`prepare_lq` does that from
-the small image).
+the small image). A Palette inpainting / uncropping model also takes the ``mask`` of observed
+pixels: its holes are refilled with N(0, 1) and the known pixels pasted after every step, as
+in Palette's inference.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import inspect
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 __all__ = ["LearnedModel", "load_learned", "prepare_lq", "restore_learned"]
@@ -155,7 +158,21 @@ def prepare_lq(lq, model: LearnedModel):
     return lq
 
 
-def restore_learned(model, lq, key, steps: int | None = None):
+def _palette_mask(mask, lq):
+    """The (B, H, W, 1|C) float mask (1 = observed) of a Palette restoration, checked."""
+    mask = jnp.asarray(mask, jnp.float32)
+    if mask.ndim == 2:
+        mask = mask[..., None]
+    if mask.ndim == 3:
+        mask = mask[None]
+    if (mask.ndim != 4 or mask.shape[1:3] != lq.shape[1:3] or mask.shape[0] not in (1, lq.shape[0])
+            or mask.shape[3] not in (1, lq.shape[3])):
+        raise ValueError(f"mask must have shape (H, W), (H, W, 1) or (B, H, W, 1|C) matching the "
+                         f"lq {lq.shape}, got {mask.shape}")
+    return mask
+
+
+def restore_learned(model, lq, key, steps: int | None = None, mask=None):
     """Restore the batch ``lq`` with a trained model, dispatching on its loss kind.
 
     Args:
@@ -166,6 +183,12 @@ def restore_learned(model, lq, key, steps: int | None = None):
       key: `jax.random` key (the stochastic samplers' noise; unused by regression / flow
         without source noise / GOUB's Mean-ODE).
       steps: sampler steps (module table); None for the default.
+      mask: for a "conditional" model trained on Palette's inpainting / uncropping: the
+        observed pixels (1 = observed, 0 = hole; (H, W), (H, W, 1) or (B, H, W, 1|C)). The
+        holes of ``lq`` are refilled with N(0, 1) noise from ``key`` (the training condition,
+        so whatever the file held there is ignored) and, as in Palette's inference, the known
+        pixels of ``lq`` are pasted into the state after every step, so the output equals
+        ``lq`` there. Other kinds refuse a mask.
 
     Returns a `jaxir.samplers.Samples` with ``x`` (B, H, W, C) (not clipped), ``nfe`` and
     ``finite``. Jit it with the model closed over: ``jax.jit(lambda y, k:
@@ -189,6 +212,15 @@ def restore_learned(model, lq, key, steps: int | None = None):
                              f"network's time input); steps={steps} is not possible")
     n_steps = steps or _DEFAULT_STEPS.get(kind)
     f = m.model_fn
+    known = None
+    if mask is not None:
+        if kind != "conditional":
+            raise ValueError(f"mask= is for Palette-style conditional models (inpainting / "
+                             f"uncropping); a {kind!r} model takes the degraded image only")
+        mask = _palette_mask(mask, lq)
+        key, k_fill = jax.random.split(key)
+        lq = mask * lq + (1.0 - mask) * jax.random.normal(k_fill, lq.shape, lq.dtype)
+        known = (lq, mask)
 
     if kind == "regression":
         x = f(lq, jnp.zeros((lq.shape[0],), jnp.float32), None)
@@ -196,7 +228,7 @@ def restore_learned(model, lq, key, steps: int | None = None):
         return Samples(x, None, 1, jnp.all(jnp.isfinite(x)))
     if kind == "conditional":
         return samplers.ddpm_sample(key, f, m.sde, lq.shape, prediction=m.config.loss.prediction,
-                                    num_steps=n_steps, clip_x0=True, cond=lq)
+                                    num_steps=n_steps, clip_x0=True, cond=lq, known=known)
     if kind == "latent":
         from ..latent import latent_restore
 

@@ -71,9 +71,24 @@ def _clip(x0, clip_x0):
     return jnp.clip(x0, lo, hi)
 
 
+def _check_known(known, shape):
+    """``known = (values, mask)`` broadcast to ``shape`` (mask 1 = observed), or None."""
+    if known is None:
+        return None
+    if not (isinstance(known, (tuple, list)) and len(known) == 2):
+        raise ValueError("known must be a (values, mask) pair, mask 1 where the value is known")
+    values, mask = (jnp.asarray(a, jnp.float32) for a in known)
+    try:
+        return jnp.broadcast_to(values, shape), jnp.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"known values {values.shape} and mask {mask.shape} must broadcast to "
+                         f"the sample shape {tuple(shape)}") from None
+
+
 def _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond, x_init,
-         clip_x0, save_every, checkpoint):
+         clip_x0, save_every, checkpoint, known=None):
     shape = check_shape(shape, x_init)
+    known = _check_known(known, shape)
     denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
     ts, ts_next = time_grid(sde, num_steps, spacing)
     k_init, k_steps = jax.random.split(key)
@@ -87,7 +102,10 @@ def _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond
         x0c = _clip(x0, clip_x0)
         if x0c is not x0:  # keep (x̂0, ε̂) consistent after clipping
             eps = predictions.convert(x0c, x, t, sde, "x0", "eps")
-        return (update(k, x, t, s, x0c, eps),)
+        x = update(k, x, t, s, x0c, eps)
+        if known is not None:  # Palette: paste the clean known pixels after every step
+            x = known[1] * known[0] + (1.0 - known[1]) * x
+        return (x,)
 
     xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32), keys)
     (x,), traj = scan_steps(step, (x,), xs, save_every=save_every, checkpoint=checkpoint)
@@ -109,6 +127,7 @@ def ddpm_sample(
     x_init=None,
     save_every: int | None = None,
     checkpoint: bool = False,
+    known=None,
 ) -> Samples:
     """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2), respaced as in improved-DDPM.
 
@@ -126,6 +145,11 @@ def ddpm_sample(
         x_init: start here instead of drawing from the SDE's prior.
         save_every: also return every k-th state.
         checkpoint: rematerialise each step under ``jax.grad`` (less memory).
+        known: ``(values, mask)`` broadcastable to the sample shape (mask 1 = known): after
+            every step the state takes ``values`` where the mask is 1, so the output equals
+            them there. This is Palette's inference for inpainting / uncropping (the official
+            code pastes the *clean* known pixels, not noised ones, at every step); for
+            Score-SDE's noised replacement use `jaxir.inverse` projection instead.
 
     Returns:
         :class:`~jaxir.samplers.Samples`.
@@ -149,7 +173,7 @@ def ddpm_sample(
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     return _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond,
-                x_init, clip_x0, save_every, checkpoint)
+                x_init, clip_x0, save_every, checkpoint, known)
 
 
 def ddim_sample(
@@ -167,6 +191,7 @@ def ddim_sample(
     x_init=None,
     save_every: int | None = None,
     checkpoint: bool = False,
+    known=None,
 ) -> Samples:
     """DDIM sampling (Song, Meng & Ermon 2021, Eq. 12), deterministic for ``eta = 0``.
 
@@ -179,4 +204,4 @@ def ddim_sample(
         return ddim_step(sde, k, x, t, s, x0, eps, eta)
 
     return _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond,
-                x_init, clip_x0, save_every, checkpoint)
+                x_init, clip_x0, save_every, checkpoint, known)

@@ -101,6 +101,9 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lq", default=None, metavar="INPUT.png",
                    help="restore this degraded image (learned restoration models only); for "
                         "an sr:F model it may also be the small LR image")
+    p.add_argument("--mask", default=None, metavar="MASK.png",
+                   help="with --lq and a Palette inpainting / uncropping model: the observed "
+                        "pixels (white = observed); they are kept and the holes generated")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="unconditional sampler (default ddim; not with --lq)")
     p.add_argument("--n", type=_positive_int, default=None,
@@ -183,9 +186,12 @@ def _cmd_restore_lq(args) -> int:
     try:
         model = load_learned(args.workdir, ema=not args.no_ema)
         lq = prepare_lq(load_image(args.lq, model.channels), model)
-        run = jax.jit(lambda y, k: restore_learned(model, y, k, steps=args.steps))
+        mask = None
+        if args.mask is not None:
+            mask = (load_image(args.mask, channels=1) > 0).astype(jnp.float32)
+        run = jax.jit(lambda y, k, m: restore_learned(model, y, k, steps=args.steps, mask=m))
         t0 = time.perf_counter()
-        out = run(lq, jax.random.key(args.seed))
+        out = run(lq, jax.random.key(args.seed), mask)
         x = jax.device_get(jnp.clip(out.x, -1.0, 1.0))
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         raise _usage_error(str(e)) from None
@@ -217,6 +223,8 @@ def _cmd_sample(args) -> int:
                                f"a {kind!r} model (an unconditional prior: restore with "
                                "jaxir restore, or drop --lq to sample from it)")
         return _cmd_restore_lq(args)
+    if args.mask is not None:
+        raise _usage_error("--mask goes with --lq (a Palette inpainting / uncropping model)")
     if kind in LEARNED_RESTORATION_KINDS:
         raise _usage_error(f"{args.workdir!r} holds a {kind!r} restoration model: give the "
                            "degraded image with --lq INPUT.png")
