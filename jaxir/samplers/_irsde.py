@@ -25,6 +25,8 @@ the losses live in `jaxir.training`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -141,12 +143,27 @@ def irsde_sample(key, model_fn, sde: MeanRevertingSDE, *, x_init=None, ode: bool
 
 
 def goub_eval_time(bridge: Bridge, t, t_pin: float):
-    """Where GOUB's network and drift are evaluated for step ``t``: ``min(t, T − t_pin)``.
-
-    At ``t = T`` the bridge is pinned (std 0, ``h`` infinite), so the first step uses
-    ``T − t_pin`` instead; training uses the same times (a jaxir choice, see the loss).
-    """
+    """``min(t, T − t_pin)``: keeps the bridge std and h-term finite at ``t = T`` (std 0,
+    ``h`` infinite there). `goub_sample` discards both at ``t = T`` (official code: score and
+    h-term 0 on the first step), so this only guards the arithmetic."""
     return jnp.minimum(t, bridge.T - t_pin)
+
+
+class _PinnedEnd(NamedTuple):
+    """GOUB's bridge with the official first step: at ``t = T`` the h-term (infinite there) is
+    dropped along with the score, so the step is the plain OU drift (official
+    ``sde_reverse_drift``); elsewhere the bridge drift."""
+
+    bridge: Bridge
+    t_pin: float
+
+    def drift(self, x, t):
+        te = goub_eval_time(self.bridge, t, self.t_pin)
+        return jnp.where(bcast(t >= self.bridge.T, x), self.bridge.sde.drift(x, t),
+                         self.bridge.drift(x, te))
+
+    def diffusion(self, t):
+        return self.bridge.diffusion(t)
 
 
 def goub_sample(key, model_fn, bridge: Bridge, *, x_init=None, mean_ode: bool = True,
@@ -155,19 +172,25 @@ def goub_sample(key, model_fn, bridge: Bridge, *, x_init=None, mean_ode: bool = 
     """GOUB restoration (Yue et al. 2024): reverse bridge from ``x_T = μ`` (the LQ image).
 
     ``bridge``: :func:`jaxir.bridges.goub` ``(y = μ, λ, T)``. ``mean_ode=True`` is the
-    paper's Mean-ODE (reverse-SDE mean, no noise); ``False`` the stochastic bridge sampler.
-    The score is ``−ε̂/std_t`` with the bridge std ``σ̄_t σ̄_{t:T}/σ̄_T``. Steps ``t = T … 1``,
-    evaluated at :func:`goub_eval_time`; ``nfe = T``.
+    paper's Mean-ODE (reverse-SDE mean, no noise); ``False`` the stochastic bridge sampler
+    (the official test script's choice). The score is ``−ε̂/std_t`` with the bridge std
+    ``σ̄_t σ̄_{t:T}/σ̄_T``. Steps ``t = T … 1``; as in the official code the first step
+    (``t = T``, where the bridge std is 0) uses neither the score nor the h-term, only the OU
+    drift (so the Mean-ODE stays at μ for that step) — the network's error is never divided by
+    a vanishing std. ``nfe = T`` (the network is called at t = T, its output unused, as in the
+    official loop).
     """
     _check_sde(bridge.sde)
     mu = bridge.y
     x = jnp.broadcast_to(mu, mu.shape) if x_init is None else jnp.asarray(x_init)
     n = int(round(bridge.T))
-    ts = goub_eval_time(bridge, jnp.arange(n, 0, -1).astype(jnp.result_type(float)), t_pin)
+    ts = jnp.arange(n, 0, -1).astype(jnp.result_type(float))
 
     def score_at(x, t):
-        std = bridge.marginal(x, t)[1]
-        return irsde_score(model_fn, mu, x, t, std, prediction=prediction,
-                           input_mode=input_mode)
+        te = goub_eval_time(bridge, t, t_pin)
+        std = bridge.marginal(x, te)[1]
+        s = irsde_score(model_fn, mu, x, te, std, prediction=prediction, input_mode=input_mode)
+        return jnp.where(bcast(t >= bridge.T, x), 0.0, s)  # official: no score at t = T
 
-    return _chain(key, bridge, x, ts, score_at, 1.0, not mean_ode, save_every, checkpoint)
+    return _chain(key, _PinnedEnd(bridge, t_pin), x, ts, score_at, 1.0, not mean_ode,
+                  save_every, checkpoint)

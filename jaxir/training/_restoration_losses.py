@@ -128,9 +128,10 @@ def goub_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0,
     ``x_t ~ q(x_t | x_0, x_T = μ)`` (bridge mean ``μ + (x_0 − μ) e^{−θ̄_t} σ̄²_{t:T}/σ̄²_T``, std
     ``σ̄_t σ̄_{t:T}/σ̄_T``); ``s = −ε̂/std``; the reverse mean uses the bridge drift
     ``(θ_t + σ_t² e^{−2θ̄_{t:T}}/σ̄²_{t:T})(μ − x)`` and is matched in L1 to ``x*_{t−1}`` —
-    the same target as IR-SDE, since ``x_{t−1} ⊥ x_T | x_t`` (Markov). Times: ``t ~ U{1..T}``
-    evaluated at ``min(t, T − t_pin)`` (the bridge is pinned at T; see
-    :func:`jaxir.samplers.goub_eval_time`).
+    the same target as IR-SDE, since ``x_{t−1} ⊥ x_T | x_t`` (Markov). Times: ``t ~ U{1..T−1}``
+    as in the official code (``randint(1, T)``): the bridge is pinned at T (std 0), where the
+    sampler uses no score (:func:`jaxir.samplers.goub_sample`). ``t_pin`` is kept for the
+    sampler's signature; with t < T it has no effect here.
     """
     tmpl = _irsde_template(sde, lam, T, eps)
     n = int(round(tmpl.T))
@@ -141,7 +142,7 @@ def goub_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0,
         mu = _lq(batch, x0, k_lq, cond_key, degrade_fn)
         s = _with_mu(tmpl, mu)
         b = bridges.Bridge(s, mu)
-        t = _int_steps(k_t, x0.shape[0], n)
+        t = _int_steps(k_t, x0.shape[0], n - 1)  # 1..T−1: never at the pinned end
         te = goub_eval_time(b, t, t_pin)
         x_t = b.sample_marginal(k_e, x0, te)
         std = b.marginal(x0, te)[1]
