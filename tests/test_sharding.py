@@ -181,30 +181,39 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_distributed_training():
+def _spawn(script, *args, devices=None):
+    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=_env(devices),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _two_process_results(script, *args, also=()):
+    """Run ``script coord pid *args`` as processes 0 and 1 of one jax.distributed job; return
+    both RESULT dicts. Skips when jax.distributed cannot start here; fails on a timeout
+    (killing ``also`` too) or a missing RESULT."""
     coord = f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-c", DISTRIBUTED, coord, str(i)], cwd=ROOT,
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
-    # the reference: one process with two devices (same global batches, same math)
-    single = subprocess.Popen([sys.executable, "-c", SINGLE_2DEV], cwd=ROOT, env=_env(2),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [_spawn(script, coord, str(i), *args) for i in range(2)]
     outs = []
     for p in procs:
         try:
             outs.append(p.communicate(timeout=300))
         except subprocess.TimeoutExpired:
-            for q in (*procs, single):
+            for q in (*procs, *also):
                 q.kill()
             pytest.fail("two-process run timed out")
-    ref_out, ref_err = single.communicate(timeout=300)
-    results = [_result(o) for o, _ in outs]
     errs = [e.strip().splitlines()[-1] if e.strip() else f"rc={p.returncode}"
             for (_, e), p in zip(outs, procs)]
     if not all("INIT_OK" in o for o, _ in outs):  # jax.distributed itself is unavailable
         pytest.skip(f"multi-process jax.distributed on CPU failed here: {errs}")
+    results = [_result(o) for o, _ in outs]
     assert all(r is not None for r in results), [e[-3000:] for _, e in outs]
-    a, b = results
+    return results
+
+
+def test_two_process_distributed_training():
+    # the reference: one process with two devices (same global batches, same math)
+    single = _spawn(SINGLE_2DEV, devices=2)
+    a, b = _two_process_results(DISTRIBUTED, also=(single,))
+    ref_out, ref_err = single.communicate(timeout=300)
     assert a["checksum"] == b["checksum"] and a["first"] == b["first"]
     assert a["losses"] == b["losses"]
     ref = _result(ref_out)
@@ -219,22 +228,8 @@ def test_two_process_fsdp_autoencoder_export(tmp_path):
     writes exactly the trained EMA params."""
     from jaxir.latent import load_autoencoder
 
-    coord, wd = f"127.0.0.1:{_free_port()}", str(tmp_path / "ae")
-    procs = [subprocess.Popen([sys.executable, "-c", AUTOENCODER_2PROC, coord, str(i), wd],
-                              cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = []
-    for p in procs:
-        try:
-            outs.append(p.communicate(timeout=300))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("two-process autoencoder run timed out")
-    if not all("INIT_OK" in o for o, _ in outs):
-        pytest.skip("multi-process jax.distributed on CPU failed here")
-    results = [_result(o) for o, _ in outs]
-    assert all(r is not None for r in results), [e[-3000:] for _, e in outs]
+    wd = str(tmp_path / "ae")
+    results = _two_process_results(AUTOENCODER_2PROC, wd)
     assert results[0]["n_sharded"] > 0  # the kernels really were split across the processes
     saved = load_autoencoder(wd)
     checksum = float(sum(np.sum(np.abs(np.asarray(x, np.float64)))

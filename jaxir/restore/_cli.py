@@ -71,7 +71,7 @@ def _cmd_restore(args) -> int:
 
     from .. import metrics
     from ._evaluate import method_label
-    from ._io import compare_path, comparison_image, load_image, save_image
+    from ._io import compare_path, comparison_image, load_image, load_mask, save_image
     from ._restore import restore_image
     from ._tasks import degrade_images
 
@@ -106,7 +106,7 @@ def _cmd_restore(args) -> int:
                 raise _usage(f"task {task.name!r} on a real image needs --mask MASK.png (white = "
                              f"observed), or --degrade to mask a clean image")
             try:
-                mask = (load_image(args.mask, channels=1) > 0).astype(np.float32)
+                mask = load_mask(args.mask)
             except (FileNotFoundError, ValueError) as e:
                 raise _usage(str(e)) from None
             if mask.shape[:2] != (h, w):

@@ -39,6 +39,12 @@ def load_image(path, channels: int = 3) -> np.ndarray:
     return from_uint8(arr)
 
 
+def load_mask(path) -> np.ndarray:
+    """Read a mask image as ``(H, W, 1)`` float32, 1 where observed (brighter than mid-grey:
+    white = observed), 0 elsewhere. Errors as :func:`load_image`."""
+    return (load_image(path, channels=1) > 0).astype(np.float32)
+
+
 def save_image(path, x) -> Path:
     """Write ``(H, W, C)`` in [-1, 1] (C = 1 or 3) as an 8-bit PNG (or the suffix's format)."""
     from PIL import Image

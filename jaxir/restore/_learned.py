@@ -217,9 +217,11 @@ def restore_learned(model, lq, key, steps: int | None = None, mask=None):
         if kind != "conditional":
             raise ValueError(f"mask= is for Palette-style conditional models (inpainting / "
                              f"uncropping); a {kind!r} model takes the degraded image only")
+        from ..training._trainer import _masked  # the training condition's fill
+
         mask = _palette_mask(mask, lq)
         key, k_fill = jax.random.split(key)
-        lq = mask * lq + (1.0 - mask) * jax.random.normal(k_fill, lq.shape, lq.dtype)
+        lq = _masked(k_fill, lq, mask, fill_noise=True)
         known = (lq, mask)
 
     if kind == "regression":

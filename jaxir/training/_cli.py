@@ -176,7 +176,7 @@ def _cmd_restore_lq(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from ..restore._io import load_image, save_image
+    from ..restore._io import load_image, load_mask, save_image
     from ..restore._learned import load_learned, prepare_lq, restore_learned
     from ._checkpoint import CheckpointError
 
@@ -188,7 +188,7 @@ def _cmd_restore_lq(args) -> int:
         lq = prepare_lq(load_image(args.lq, model.channels), model)
         mask = None
         if args.mask is not None:
-            mask = (load_image(args.mask, channels=1) > 0).astype(jnp.float32)
+            mask = load_mask(args.mask)
         run = jax.jit(lambda y, k, m: restore_learned(model, y, k, steps=args.steps, mask=m))
         t0 = time.perf_counter()
         out = run(lq, jax.random.key(args.seed), mask)

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from .. import bridges, schedules
 from .._utils import bcast
-from ..samplers._irsde import goub_eval_time, irsde_optimal_prev, irsde_score, reverse_step_mean
+from ..samplers._irsde import irsde_optimal_prev, irsde_score, reverse_step_mean
 from ..samplers._resshift import ResShift, resshift_process
 from ..sdes import LinearSDE, MeanRevertingSDE
 
@@ -130,8 +130,8 @@ def goub_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0,
     ``(θ_t + σ_t² e^{−2θ̄_{t:T}}/σ̄²_{t:T})(μ − x)`` and is matched in L1 to ``x*_{t−1}`` —
     the same target as IR-SDE, since ``x_{t−1} ⊥ x_T | x_t`` (Markov). Times: ``t ~ U{1..T−1}``
     as in the official code (``randint(1, T)``): the bridge is pinned at T (std 0), where the
-    sampler uses no score (:func:`jaxir.samplers.goub_sample`). ``t_pin`` is kept for the
-    sampler's signature; with t < T it has no effect here.
+    sampler uses no score (:func:`jaxir.samplers.goub_sample`). ``t_pin`` is unused here; it
+    is an option of the loss so that `restore_learned` hands the same value to the sampler.
     """
     tmpl = _irsde_template(sde, lam, T, eps)
     n = int(round(tmpl.T))
@@ -143,12 +143,11 @@ def goub_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0,
         s = _with_mu(tmpl, mu)
         b = bridges.Bridge(s, mu)
         t = _int_steps(k_t, x0.shape[0], n - 1)  # 1..T−1: never at the pinned end
-        te = goub_eval_time(b, t, t_pin)
-        x_t = b.sample_marginal(k_e, x0, te)
-        std = b.marginal(x0, te)[1]
-        score = irsde_score(model_fn, mu, x_t, te, std, prediction=prediction,
+        x_t = b.sample_marginal(k_e, x0, t)
+        std = b.marginal(x0, t)[1]
+        score = irsde_score(model_fn, mu, x_t, t, std, prediction=prediction,
                             input_mode=input_mode)
-        pred = reverse_step_mean(b, x_t, te, score.astype(jnp.float32))
+        pred = reverse_step_mean(b, x_t, t, score.astype(jnp.float32))
         target = irsde_optimal_prev(s, x_t, x0, t)
         loss = jnp.mean(_mean_per_example(jnp.abs(pred - target)))
         return loss, {"l1": loss}
