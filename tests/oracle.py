@@ -155,3 +155,92 @@ def law_distance_in_se(law_a: Law, law_b: Law, n: int) -> float:
     zm = np.abs(law_b.mean - law_a.mean) / np.sqrt(dg / n)
     zc = np.abs(law_b.cov - law_a.cov) / np.sqrt((np.outer(dg, dg) + law_a.cov**2) / n)
     return float(max(zm.max(), zc.max()))
+
+
+# ---- added for the sampler and bridge oracles (tests/test_oracle_*.py) ---------------------
+
+
+def trailing_timesteps(num_train: int, num_steps: int) -> np.ndarray:
+    """diffusers' ``timestep_spacing="trailing"``, descending: ``round(arange(N, 0, −N/n)) − 1``."""
+    return (np.round(np.arange(num_train, 0, -num_train / num_steps)).astype(np.int64) - 1)[:num_steps]
+
+
+def linspace_timesteps(num_train: int, num_steps: int) -> np.ndarray:
+    """diffusers' ``timestep_spacing="linspace"``, descending: ``round(linspace(0, N − 1, n))``."""
+    return np.round(np.linspace(0, num_train - 1, num_steps)).astype(np.int64)[::-1].copy()
+
+
+def previous_on_grid(timesteps) -> np.ndarray:
+    """The index each step moves to, read off the (descending) grid itself; −1 (data) last."""
+    ts = np.asarray(timesteps)
+    return np.concatenate([ts[1:], [-1]])
+
+
+def space_indices(num_steps: int, count: int) -> list:
+    """I2SB's ``util.space_indices``: ``count`` indices in ``[0, num_steps − 1]`` by a cumulative
+    float stride and Python's ``round`` (ascending)."""
+    stride = 1 if count <= 1 else (num_steps - 1) / (count - 1)
+    out, cur = [], 0.0
+    for _ in range(count):
+        out.append(round(cur))
+        cur += stride
+    return out
+
+
+def karras_grid(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> np.ndarray:
+    """EDM's ρ-grid (Karras et al. 2022, Eq. 5) of ``n`` levels from σ_max to σ_min, then 0."""
+    ramp = np.linspace(0.0, 1.0, n)
+    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return np.concatenate([(hi + ramp * (lo - hi)) ** rho, [0.0]])
+
+
+def vp_alpha_sigma(t, beta_min: float = 0.1, beta_max: float = 20.0):
+    """Score-SDE's VP marginal (Song et al. 2021, Eq. 29): ``α = e^{−B/2}``, ``σ = √(1 − e^{−B})``
+    with ``B(t) = β_min t + ½ t² (β_max − β_min)``; float64."""
+    t = np.asarray(t, np.float64)
+    B = beta_min * t + 0.5 * t * t * (beta_max - beta_min)
+    return np.exp(-0.5 * B), np.sqrt(-np.expm1(-B))
+
+
+def vp_beta(t, beta_min: float = 0.1, beta_max: float = 20.0):
+    """``β(t) = β_min + t (β_max − β_min)``: the VP drift is ``−½ β x``, ``g² = β``."""
+    return beta_min + np.asarray(t, np.float64) * (beta_max - beta_min)
+
+
+def vp_time_of_log_snr(lam, beta_min: float = 0.1, beta_max: float = 20.0):
+    """Inverse of ``λ(t) = log(α/σ)`` for the VP SDE: ``B = log(1 + e^{−2λ})``, then the root of
+    ``½ (β_max − β_min) t² + β_min t − B = 0`` (DPM-Solver's ``inverse_lambda`` in closed form)."""
+    B = np.log1p(np.exp(-2.0 * np.asarray(lam, np.float64)))
+    a = 0.5 * (beta_max - beta_min)
+    return (-beta_min + np.sqrt(beta_min**2 + 4 * a * B)) / (2 * a)
+
+
+def irsde_schedule(T: int = 100, eps: float = 0.005, s: float = 0.008):
+    """IR-SDE / GOUB official schedule (``cosine_theta_schedule``, ``sde_utils.py``): returns
+    ``(thetas (T+1,), thetas_cumsum (T+1,), dt)`` with ``thetas_cumsum = cumsum − θ_0`` and
+    ``dt = −log(eps)/thetas_cumsum[-1]``; float64."""
+    steps = T + 2
+    x = np.linspace(0, steps, steps + 1)
+    f = np.cos(((x / steps) + s) / (1 + s) * np.pi * 0.5) ** 2
+    f = f / f[0]
+    thetas = 1 - f[1:-1]
+    cum = np.cumsum(thetas) - thetas[0]
+    return thetas, cum, -np.log(eps) / cum[-1]
+
+
+def i2sb_betas(n: int = 1000, beta_max: float = 0.3, beta_start: float = 1e-4) -> np.ndarray:
+    """I2SB's symmetric schedule (``make_beta_schedule`` + mirror, ``runner.py``), float64."""
+    b = np.linspace(beta_start**0.5, (beta_max / n) ** 0.5, n) ** 2
+    return np.concatenate([b[: n // 2], np.flip(b[: n // 2])])
+
+
+def assert_discriminates(law: Law, wrong: dict, n: int, alpha: float = 1e-5, factor: float = 2.0):
+    """Assert that each law in ``wrong`` (name → :class:`Law`, a nearby *wrong* update) is at
+    least ``factor`` Bonferroni thresholds from ``law`` at ``n`` samples, so that a test of
+    ``n`` draws against ``law`` fails, with certainty in practice, for a sampler that
+    implements the wrong update (its largest z is then ≈ factor·thr ± 1)."""
+    d = law.dim
+    thr = z_threshold(d + d * (d + 1) // 2, alpha)
+    for name, w in wrong.items():
+        dist = law_distance_in_se(law, w, n)
+        assert dist > factor * thr, f"{name}: only {dist:.1f} s.e. from the law (need > {factor * thr:.1f})"
