@@ -35,6 +35,7 @@ import numpy as np
 
 from . import predictions as _pred
 from ._utils import bcast
+from .precision import heinsum, hmatmul
 
 __all__ = ["Gaussian", "GaussianMixture", "moment_zscores", "interpolant_velocity"]
 
@@ -76,12 +77,12 @@ class Gaussian(eqx.Module):
     def sample(self, key, n: int):
         """``(n, d)`` exact samples."""
         z = jax.random.normal(key, (n, self.dim))
-        return self.mean + (z * jnp.sqrt(jnp.maximum(self.evals, 0.0))) @ self.evecs.T
+        return self.mean + hmatmul(z * jnp.sqrt(jnp.maximum(self.evals, 0.0)), self.evecs.T)
 
     def log_prob(self, x):
         """Log-density at ``x`` of shape ``(..., d)`` → ``(...)``."""
         _check_vec(x, self.dim)
-        z = (x - self.mean) @ self.evecs
+        z = hmatmul(x - self.mean, self.evecs)
         return -0.5 * jnp.sum(z**2 / self.evals + jnp.log(2 * math.pi * self.evals), -1)
 
     def marginal(self, sde, t) -> "Gaussian":
@@ -93,25 +94,25 @@ class Gaussian(eqx.Module):
     def _project(self, x, t, sde):
         _check_vec(x, self.dim)
         a, s, m = _coeffs(sde, t, x)
-        z = (x - m - a * self.mean) @ self.evecs
+        z = hmatmul(x - m - a * self.mean, self.evecs)
         c = a**2 * self.evals + s**2
         return a, s, z, c
 
     def score(self, x, t, sde):
         """``∇_x log p_t(x)``."""
         _, _, z, c = self._project(x, t, sde)
-        return -(z / c) @ self.evecs.T
+        return -hmatmul(z / c, self.evecs.T)
 
     def x0_mean(self, x, t, sde):
         """Tweedie: ``E[x_0 | x_t = x] = μ + Σ α (α²Σ + σ²I)⁻¹ (x − αμ − m)``."""
         a, _, z, c = self._project(x, t, sde)
-        return self.mean + (a * self.evals * z / c) @ self.evecs.T
+        return self.mean + hmatmul(a * self.evals * z / c, self.evecs.T)
 
     def denoise(self, x, t, sde):
         """``(E[x_0 | x_t], E[ε | x_t])``, computed stably at σ = 0 and α → 0."""
         a, s, z, c = self._project(x, t, sde)
-        x0 = self.mean + (a * self.evals * z / c) @ self.evecs.T
-        eps = (s * z / c) @ self.evecs.T
+        x0 = self.mean + hmatmul(a * self.evals * z / c, self.evecs.T)
+        eps = hmatmul(s * z / c, self.evecs.T)
         return x0, eps
 
     def model_fn(self, sde, prediction: str = "eps"):
@@ -131,14 +132,14 @@ def _gaussian_posterior(mean, cov, A, sigma_y, y):
         raise ValueError(f"A must have shape (dy, {mean.shape[-1]}), got {A.shape}")
     if y.shape != (A.shape[0],):
         raise ValueError(f"y must have shape ({A.shape[0]},), got {y.shape}")
-    S = A @ cov @ A.T + sigma_y**2 * jnp.eye(A.shape[0])  # predictive covariance of y
-    K = jnp.linalg.solve(S, A @ cov).T  # Kalman gain (d, dy)
-    resid = y - A @ mean
-    post_mean = mean + K @ resid
-    post_cov = cov - K @ A @ cov
+    S = hmatmul(hmatmul(A, cov), A.T) + sigma_y**2 * jnp.eye(A.shape[0])  # predictive covariance of y
+    K = jnp.linalg.solve(S, hmatmul(A, cov)).T  # Kalman gain (d, dy)
+    resid = y - hmatmul(A, mean)
+    post_mean = mean + hmatmul(K, resid)
+    post_cov = cov - hmatmul(hmatmul(K, A), cov)
     post_cov = 0.5 * (post_cov + post_cov.T)
     _, logdet = jnp.linalg.slogdet(S)
-    loglik = -0.5 * (resid @ jnp.linalg.solve(S, resid) + logdet + A.shape[0] * math.log(2 * math.pi))
+    loglik = -0.5 * (hmatmul(resid, jnp.linalg.solve(S, resid)) + logdet + A.shape[0] * math.log(2 * math.pi))
     return post_mean, post_cov, loglik
 
 
@@ -184,13 +185,13 @@ class GaussianMixture(eqx.Module):
         """``(K, d, d)`` covariances (materialised)."""
         if self.evecs is None:
             return jax.vmap(jnp.diag)(self.evals)
-        return jnp.einsum("kij,kj,klj->kil", self.evecs, self.evals, self.evecs)
+        return heinsum("kij,kj,klj->kil", self.evecs, self.evals, self.evecs)
 
     def _rot(self, z):  # (..., K, d) -> eigenbasis coordinates
-        return z if self.evecs is None else jnp.einsum("...ki,kij->...kj", z, self.evecs)
+        return z if self.evecs is None else heinsum("...ki,kij->...kj", z, self.evecs)
 
     def _unrot(self, z):
-        return z if self.evecs is None else jnp.einsum("...kj,kij->...ki", z, self.evecs)
+        return z if self.evecs is None else heinsum("...kj,kij->...ki", z, self.evecs)
 
     def sample(self, key, n: int):
         """``(n, d)`` exact samples."""
@@ -198,7 +199,7 @@ class GaussianMixture(eqx.Module):
         comp = jax.random.choice(kc, self.num_components, (n,), p=self.weights)
         z = jax.random.normal(kz, (n, self.dim)) * jnp.sqrt(jnp.maximum(self.evals[comp], 0.0))
         if self.evecs is not None:
-            z = jnp.einsum("nij,nj->ni", self.evecs[comp], z)
+            z = heinsum("nij,nj->ni", self.evecs[comp], z)
         return self.means[comp] + z
 
     def sample_with_components(self, key, n: int):
@@ -318,7 +319,7 @@ def interpolant_velocity(source: Gaussian, target: Gaussian):
         m = (1 - t) * target.mean + t * source.mean
         V = (1 - t) ** 2 * target.cov + t**2 * source.cov
         C = t * source.cov - (1 - t) * target.cov
-        corr = jnp.linalg.solve(V, (x - m).reshape(-1, x.shape[-1]).T).T @ C.T
+        corr = hmatmul(jnp.linalg.solve(V, (x - m).reshape(-1, x.shape[-1]).T).T, C.T)
         return (source.mean - target.mean) + corr.reshape(x.shape)
 
     return velocity_fn

@@ -105,8 +105,12 @@ def _abstract_unet(config):
     return split_model(nnx.eval_shape(lambda: UNet(config.model, rngs=nnx.Rngs(0))))
 
 
-def load_prior(name_or_path="photos64") -> Prior:
+def load_prior(name_or_path="photos64", *, compute_dtype=None) -> Prior:
     """Load a prior file (or a shipped name) as a `Prior`.
+
+    ``compute_dtype`` (e.g. ``jnp.bfloat16`` on an accelerator) runs the network in that dtype,
+    with float32 parameters and a float32 output (`jaxir.models.make_model_fn`); the default
+    runs it in float32.
 
     Raises `FileNotFoundError` (missing file, with the shipped names), `ValueError` for a file
     that is not a jaxir prior or whose arrays do not match its own config (naming the first
@@ -145,7 +149,7 @@ def load_prior(name_or_path="photos64") -> Prior:
         raise ValueError(f"{str(path)!r} has parameters its config does not use: "
                          f"{sorted(arrays)[:3]}")
     params = jax.tree_util.tree_unflatten(treedef, values)
-    model_fn = make_model_fn(graphdef, params)
+    model_fn = make_model_fn(graphdef, params, compute_dtype=compute_dtype)
     return Prior(model_fn=model_fn, sde=build_sde(config.sde), prediction=config.loss.prediction,
                  image_size=int(config.data.image_size or config.model.image_size),
                  channels=int(config.model.in_channels), config=config, graphdef=graphdef,

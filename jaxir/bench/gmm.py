@@ -44,6 +44,7 @@ from ..inverse._pigdm import pigdm_sample
 from ..inverse._smc import mcgdiff_sample
 from ..metrics import mean_ci, sliced_wasserstein
 from ..operators import DenseMatrix
+from ..precision import hmatmul
 from ..sdes import DiscreteVPSDE
 
 __all__ = [
@@ -151,17 +152,17 @@ def make_problem(key, dim: int, dy: int) -> GMMProblem:
     w = w / jnp.sum(w)
     u, _, vt = jnp.linalg.svd(jax.random.normal(ka, (dy, dim)), full_matrices=True)
     s = -jnp.sort(-jax.random.uniform(ks, (dy,)))
-    A = (u * s) @ vt[:dy]
+    A = hmatmul(u * s, vt[:dy])
     sigma_y = jax.random.uniform(ku) * s[0]
     comp = jax.random.choice(kc, 25, p=w)
     x_star = means[comp] + jax.random.normal(kx, (dim,))
-    y = A @ x_star + sigma_y * jax.random.normal(ke, (dy,))
+    y = hmatmul(A, x_star) + sigma_y * jax.random.normal(ke, (dy,))
     # exact posterior: N(μ_k, I) × N(y; A x, σ²I) → means m_k, shared covariance V diag(λ) Vᵀ
     lam = jnp.concatenate([1.0 / (1.0 + s**2 / sigma_y**2), jnp.ones(dim - dy)])
-    resid = y - means @ A.T  # (25, dy)
-    post_means = means + ((resid @ A) @ vt.T * lam) @ vt / sigma_y**2
+    resid = y - hmatmul(means, A.T)  # (25, dy)
+    post_means = means + hmatmul(hmatmul(hmatmul(resid, A), vt.T) * lam, vt) / sigma_y**2
     # evidence N(y; A μ_k, A Aᵀ + σ²I), A Aᵀ = U diag(s²) Uᵀ
-    r = resid @ u  # (25, dy)
+    r = hmatmul(resid, u)  # (25, dy)
     ev = -0.5 * jnp.sum(r**2 / (s**2 + sigma_y**2), -1)
     post_w = jax.nn.softmax(jnp.log(w) + ev)
     return GMMProblem(w, means, A, sigma_y, y, x_star, post_w, post_means, jnp.sqrt(lam), vt)
@@ -172,7 +173,7 @@ def posterior_sample(key, problem: GMMProblem, n: int):
     kc, kz = jax.random.split(key)
     comp = jax.random.choice(kc, problem.post_weights.shape[0], (n,), p=problem.post_weights)
     z = jax.random.normal(kz, (n, problem.vt.shape[0])) * problem.post_scale
-    return problem.post_means[comp] + z @ problem.vt
+    return problem.post_means[comp] + hmatmul(z, problem.vt)
 
 
 def prior_sample(key, problem: GMMProblem, n: int):
@@ -197,8 +198,8 @@ def gmm_model_fn(problem: GMMProblem, sde):
         del cond
         a, s = sde.marginal_coeffs(t)
         c = a**2 + s**2
-        logits = logw + (a * (x @ means.T) - a**2 * half_sq) / c
-        mbar = jax.nn.softmax(logits, -1) @ means
+        logits = logw + (a * hmatmul(x, means.T) - a**2 * half_sq) / c
+        mbar = hmatmul(jax.nn.softmax(logits, -1), means)
         x0 = (a * x + s**2 * mbar) / c
         return (x - a * x0) / s
 

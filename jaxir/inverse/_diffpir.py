@@ -55,7 +55,7 @@ def _norm_sq_estimate(op, iters: int = 30):
         return w / jnp.maximum(jnp.linalg.norm(w), 1e-30)
 
     v = jax.lax.fori_loop(0, iters, body, v / jnp.linalg.norm(v))
-    return 1.1 * jnp.vdot(v, normal_op(v))
+    return 1.1 * jnp.vdot(v, normal_op(v), precision=jax.lax.Precision.HIGHEST)  # jaxir.precision
 
 
 def _fourier_prox(op, z0, y_b, rho):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_HIGHEST = jax.lax.Precision.HIGHEST
+from ..precision import hmatmul
 
 
 def _clouds(name: str, x, y):
@@ -94,8 +94,8 @@ def sliced_wasserstein(key, x, y, num_projections: int = 100, p: float = 1, redu
     x, y = _clouds("sliced_wasserstein", x, y)
     theta = jax.random.normal(key, (num_projections, x.shape[1]), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=1, keepdims=True)
-    xs = jnp.sort(jnp.matmul(x, theta.T, precision=_HIGHEST), axis=0)
-    ys = jnp.sort(jnp.matmul(y, theta.T, precision=_HIGHEST), axis=0)
+    xs = jnp.sort(hmatmul(x, theta.T), axis=0)
+    ys = jnp.sort(hmatmul(y, theta.T), axis=0)
     w_pow = _wasserstein_1d_pow(xs, ys, p)
     agg = jnp.mean(w_pow) if reduce == "mean" else jnp.max(w_pow)
     return agg if p == 1 else agg ** (1.0 / p)
@@ -103,7 +103,7 @@ def sliced_wasserstein(key, x, y, num_projections: int = 100, p: float = 1, redu
 
 def _sq_dists(a, b):
     """Squared Euclidean distances (n, m), clipped at 0."""
-    ab = jnp.matmul(a, b.T, precision=_HIGHEST)
+    ab = hmatmul(a, b.T)
     sq = jnp.sum(a**2, axis=1)[:, None] + jnp.sum(b**2, axis=1)[None, :] - 2.0 * ab
     return jnp.maximum(sq, 0.0)
 
@@ -152,7 +152,7 @@ def mmd(x, y, kernel: str = "rbf", bandwidth=None):
 def _psd_sqrt(c):
     """Symmetric square root of a symmetric PSD matrix via eigh (eigenvalues clipped at 0)."""
     w, v = jnp.linalg.eigh(c)
-    return jnp.matmul(v * jnp.sqrt(jnp.maximum(w, 0.0)), v.T, precision=_HIGHEST)
+    return hmatmul(v * jnp.sqrt(jnp.maximum(w, 0.0)), v.T)
 
 
 def gaussian_w2(mean1, cov1, mean2, cov2):
@@ -186,7 +186,7 @@ def gaussian_w2(mean1, cov1, mean2, cov2):
     c1 = 0.5 * (c1 + c1.T)
     c2 = 0.5 * (c2 + c2.T)
     s1 = _psd_sqrt(c1)
-    mid = jnp.matmul(jnp.matmul(s1, c2, precision=_HIGHEST), s1, precision=_HIGHEST)
+    mid = hmatmul(hmatmul(s1, c2), s1)
     mid = 0.5 * (mid + mid.T)
     cross = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(mid), 0.0)))
     w2_sq = jnp.sum((m1 - m2) ** 2) + jnp.trace(c1) + jnp.trace(c2) - 2.0 * cross

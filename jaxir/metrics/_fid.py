@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ..precision import hconv_general_dilated, hdot_general
 from ._inception import load_inception, resolve_weights
 
 FeaturesFn = Callable[[jax.Array], jax.Array]
@@ -303,11 +304,13 @@ class FeatureNet(nnx.Module):
 
     def __init__(self, image_size, channels, num_classes, dim=64, *, rngs: nnx.Rngs):
         self.image_size = image_size
-        self.conv1 = nnx.Conv(channels, 16, (3, 3), rngs=rngs)
-        self.conv2 = nnx.Conv(16, 32, (3, 3), rngs=rngs)
+        # exact products (jaxir.precision): FIDs on its features must not depend on the backend
+        conv = dict(conv_general_dilated=hconv_general_dilated, rngs=rngs)
+        self.conv1 = nnx.Conv(channels, 16, (3, 3), **conv)
+        self.conv2 = nnx.Conv(16, 32, (3, 3), **conv)
         flat = 32 * (image_size // 4) ** 2
-        self.hidden = nnx.Linear(flat, dim, rngs=rngs)
-        self.head = nnx.Linear(dim, num_classes, rngs=rngs)
+        self.hidden = nnx.Linear(flat, dim, dot_general=hdot_general, rngs=rngs)
+        self.head = nnx.Linear(dim, num_classes, dot_general=hdot_general, rngs=rngs)
 
     def features(self, x):
         s = self.image_size

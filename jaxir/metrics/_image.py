@@ -7,6 +7,8 @@ from collections.abc import Callable
 import dm_pix
 import jax.numpy as jnp
 
+from ..precision import get_exact_precision
+
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_K1 = 0.01
@@ -112,6 +114,7 @@ def ssim(x, y, data_range: float = 2.0):
         filter_sigma=_SSIM_SIGMA,
         k1=_SSIM_K1,
         k2=_SSIM_K2,
+        precision=get_exact_precision(),
     )
 
 

@@ -31,14 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..precision import hconv_general_dilated
+
 INPUT_SIZE = 299  # pytorch-fid resizes every image to 299×299 before the network
 FEATURE_DIM = 2048
 WEIGHTS_ENV = "JAXIR_INCEPTION_WEIGHTS"
 _CONVERTER = "experiments/tools/convert_inception_weights.py"
 _BN_EPS = 1e-3
-# float32 convolutions in full precision: TPUs/GPUs may otherwise use bf16/TF32 passes, and
-# the features should match the float32 reference on every backend.
-_PRECISION = jax.lax.Precision.HIGHEST
 
 
 def _pair(v):
@@ -57,7 +56,9 @@ class BasicConv2d(nnx.Module):
             strides=stride,
             padding=((ph, ph), (pw, pw)),
             use_bias=False,
-            precision=_PRECISION,
+            # exact (jaxir.precision): the features must match the float32 reference on
+            # every backend, where the default would be TF32 / one bf16 pass
+            conv_general_dilated=hconv_general_dilated,
             kernel_init=nnx.initializers.variance_scaling(2.0, "fan_in", "normal"),
             rngs=rngs,
         )

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..precision import hconv_general_dilated
+
 # The reference "ScalingLayer": inputs in [-1, 1] are standardised with these per-channel values.
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
@@ -65,7 +67,8 @@ class LPIPSNet(nnx.Module):
             elif layer[0] != "M":
                 c_out, k, s, p = layer
                 convs.append(
-                    nnx.Conv(c_in, c_out, (k, k), strides=s, padding=((p, p), (p, p)), rngs=rngs)
+                    nnx.Conv(c_in, c_out, (k, k), strides=s, padding=((p, p), (p, p)), rngs=rngs,
+                             conv_general_dilated=hconv_general_dilated)  # exact
                 )
                 c_in = c_out
         self.convs = nnx.List(convs)

@@ -6,11 +6,14 @@
 - `Autoencoder` / `AutoencoderConfig`: the convolutional autoencoder of latent diffusion
   (`jaxir.latent` trains it and samples in its latent space).
 - `split_model`, `make_model_fn`, `classifier_log_prob_fn`, `param_count`: a network as a
-  pure `model_fn(x, t, cond)` (the convention is documented in `make_model_fn`'s module).
+  pure `model_fn(x, t, cond)` (the convention is documented in `make_model_fn`'s module);
+  `make_model_fn(..., compute_dtype=jnp.bfloat16)` runs it in mixed precision, and
+  `cast_floating` casts a params pytree.
 """
 
 from ._autoencoder import Autoencoder as Autoencoder
 from ._autoencoder import AutoencoderConfig as AutoencoderConfig
+from ._boundary import cast_floating as cast_floating
 from ._boundary import classifier_log_prob_fn as classifier_log_prob_fn
 from ._boundary import make_model_fn as make_model_fn
 from ._boundary import param_count as param_count
@@ -31,6 +34,7 @@ __all__ = [
     "NoisyClassifier",
     "UNet",
     "UNetConfig",
+    "cast_floating",
     "classifier_config",
     "classifier_log_prob_fn",
     "fourier_embedding",

@@ -83,8 +83,30 @@ def _unpack_cond(cond: Any, label: Any) -> tuple[Any, Any]:
     return cond, label
 
 
+def cast_floating(tree: Any, dtype) -> Any:
+    """Cast the floating-point array leaves of ``tree`` to ``dtype`` (other leaves, Python
+    scalars included, unchanged)."""
+    return jax.tree.map(
+        lambda v: v.astype(dtype) if hasattr(v, "dtype") and jnp.issubdtype(v.dtype, jnp.floating)
+        else v, tree)
+
+
+def _compute_dtype(compute_dtype):
+    if compute_dtype is None:
+        return None
+    try:
+        dt = jnp.dtype(compute_dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not jnp.issubdtype(dt, jnp.floating):
+        raise ValueError(f"compute_dtype must be a floating dtype such as jnp.bfloat16 or "
+                         f"'float32', got {compute_dtype!r}")
+    return None if dt == jnp.float32 else dt
+
+
 def make_model_fn(
-    graphdef: Any, params: Any, *, label: Any = None, dropout_key: jax.Array | None = None
+    graphdef: Any, params: Any, *, label: Any = None, dropout_key: jax.Array | None = None,
+    compute_dtype: Any = None,
 ) -> Callable:
     """The pure `model_fn(x, t, cond=None)` of the jaxir convention (module docstring).
 
@@ -93,17 +115,35 @@ def make_model_fn(
       label: a class label (int (B,) or scalar) used when ``cond`` carries none.
       dropout_key: None (default) runs deterministically (sampling, evaluation); a
         `jax.random` key turns dropout on (training; pass a fresh key every step).
+      compute_dtype: None or ``float32`` (default): the network computes in float32.
+        ``jnp.bfloat16`` (or ``float16``): mixed precision at the boundary — inside every
+        call the float32 ``params``, ``x`` and an image ``cond`` are cast to it, the network's
+        activations, matrix products and convolutions run in it (the time embedding's
+        features are computed in float32 and cast; GroupNorm takes its statistics in float32,
+        as Flax does), and the prediction is cast back to float32 before it is returned. The
+        stored ``params`` stay float32 and gradients w.r.t. them are float32. Everything
+        outside the network (samplers, operators, exact parts) is unaffected: see
+        :mod:`jaxir.precision`. On accelerators bfloat16 is the usual choice for speed; on a
+        CPU it is slower and only useful for testing.
 
-    Returns: ``model_fn(x, t, cond=None) -> (B, H, W, out_channels)``; it calls
-    ``nnx.merge(graphdef, params)`` on every call, so it is a pure function of its inputs
-    and of the arrays in ``params``.
+    Returns: ``model_fn(x, t, cond=None) -> (B, H, W, out_channels)``, float32 whatever the
+    compute dtype; it calls ``nnx.merge(graphdef, params)`` on every call, so it is a pure
+    function of its inputs and of the arrays in ``params``.
+
+    Raises: `ValueError` for a ``compute_dtype`` that is not a floating dtype.
     """
+    low = _compute_dtype(compute_dtype)
 
     def model_fn(x, t, cond=None):
         image, lab = _unpack_cond(cond, label)
-        model = nnx.merge(graphdef, params)
+        p = params
+        if low is not None:
+            p, x = cast_floating(params, low), cast_floating(jnp.asarray(x), low)
+            image = None if image is None else cast_floating(jnp.asarray(image), low)
+        model = nnx.merge(graphdef, p)
         kwargs = {} if lab is None else {"label": lab}
-        return model(x, t, image, deterministic=dropout_key is None, rngs=dropout_key, **kwargs)
+        out = model(x, t, image, deterministic=dropout_key is None, rngs=dropout_key, **kwargs)
+        return out if low is None else out.astype(jnp.float32)
 
     return model_fn
 

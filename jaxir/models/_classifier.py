@@ -54,7 +54,7 @@ class NoisyClassifier(nnx.Module):
     def __call__(self, x, t, *, deterministic: bool = True, rngs=None):
         cfg = self.config
         x, t = check_x_t(cfg, x, t, cfg.in_channels)
-        emb = self.time_embed(t)
+        emb = self.time_embed(t, x.dtype)
         key = dropout_key(rngs, deterministic, cfg.dropout)
         keys = block_keys(key, len(self.down) + len(self.middle))
         h = self.in_conv(x)

@@ -83,7 +83,14 @@ def fourier_embedding(t: jax.Array, dim: int, scale: float = 16.0, seed: int = 0
 
 
 class TimeEmbedding(nnx.Module):
-    """t → embed(t · time_scale) → Linear(4c) → SiLU → Linear(4c); output (B, 4·base)."""
+    """t → embed(t · time_scale) → Linear(4c) → SiLU → Linear(4c); output (B, 4·base).
+
+    The sinusoidal / Fourier features are computed in float32 (t · ω reaches ~10³ with the
+    default time scale: bfloat16's 8-bit mantissa would scramble their phases) and then cast
+    to ``dtype``, the compute dtype of the activations, before the MLP, so a bfloat16 network
+    stays bfloat16 (an embedding left in float32 would promote every residual block back to
+    float32). ``dtype=None`` (or a dtype of 32 bits or more) keeps float32.
+    """
 
     def __init__(self, cfg, rngs: nnx.Rngs):
         c = cfg.base_channels
@@ -95,12 +102,14 @@ class TimeEmbedding(nnx.Module):
         self.dense1 = _linear(c, 4 * c, rngs)
         self.dense2 = _linear(4 * c, 4 * c, rngs)
 
-    def __call__(self, t: jax.Array) -> jax.Array:
-        t = t * self.scale
+    def __call__(self, t: jax.Array, dtype=None) -> jax.Array:
+        t = jnp.asarray(t, jnp.float32) * self.scale
         if self.kind == "sinusoidal":
             e = sinusoidal_embedding(t, self.dim)
         else:
             e = fourier_embedding(t, self.dim, self.fourier_scale, self.fourier_seed)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+            e = e.astype(dtype)  # a low-precision compute dtype (bfloat16, float16)
         return self.dense2(jax.nn.silu(self.dense1(e)))
 
 

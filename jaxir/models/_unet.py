@@ -140,7 +140,7 @@ class UNet(nnx.Module):
             x = jnp.concatenate([x, cond.astype(x.dtype)], axis=-1)
         label = _check_label(cfg, label, b)
 
-        emb = self.time_embed(t)
+        emb = self.time_embed(t, x.dtype)  # float32 features, cast to the activations' dtype
         if self.label_embed is not None:
             emb = emb + self.label_embed(label)
         key = dropout_key(rngs, deterministic, cfg.dropout)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from ..precision import heinsum
 from ._base import LinearOperator, _check, _image_shape, _safe_inv
 from ._svd import _SeparableSVD, _svd_1d
 
@@ -112,7 +113,7 @@ class Blur(_SeparableSVD):
 
     def A_full(self, x: Array) -> Array:
         """The untruncated separable blur ``T_H x_c T_W^T``."""
-        return jnp.einsum("ia,abk,jb->ijk", self.th, self._cx(x), self.tw)
+        return heinsum("ia,abk,jb->ijk", self.th, self._cx(x), self.tw)
 
 
 class CircularBlur(LinearOperator):

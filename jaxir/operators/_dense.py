@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from ..precision import hmatmul
 from ._base import LinearOperator, _check
 
 
@@ -71,10 +72,10 @@ class DenseMatrix(LinearOperator):
         return jax.vmap(self.V_T, out_axes=1)(jnp.eye(self.x_size, dtype=self.matrix.dtype))
 
     def A(self, x: Array) -> Array:
-        return self.matrix @ self._cx(x)
+        return hmatmul(self.matrix, self._cx(x))
 
     def A_T(self, y: Array) -> Array:
-        return self.matrix.T @ self._cy(y)
+        return hmatmul(self.matrix.T, self._cy(y))
 
     def V_T(self, x: Array) -> Array:
         return self.v_sign * _wy_qt(self.y_house, self.t_wy, self._cx(x))
@@ -83,10 +84,10 @@ class DenseMatrix(LinearOperator):
         return _wy_q(self.y_house, self.t_wy, self.v_sign * self._czx(z))
 
     def U_T(self, y: Array) -> Array:
-        return self.u.T @ self._cy(y)
+        return hmatmul(self.u.T, self._cy(y))
 
     def U(self, z: Array) -> Array:
-        return self.u @ self._czy(z)
+        return hmatmul(self.u, self._czy(z))
 
     @property
     def singular_values(self) -> Array:
@@ -109,23 +110,23 @@ def _householder_wy(g: Array) -> tuple[Array, Array]:
         sign = jnp.where(x[k] >= 0, 1.0, -1.0)
         v = x.at[k].add(sign * jnp.linalg.norm(x))
         v = v / jnp.linalg.norm(v)
-        r = r - 2.0 * jnp.outer(v, v @ r)
+        r = r - 2.0 * jnp.outer(v, hmatmul(v, r))
         return r, y.at[:, k].set(v)
 
     _, y = jax.lax.fori_loop(0, m, step, (g, jnp.zeros_like(g)))
-    t_inv = 0.5 * jnp.eye(m, dtype=y.dtype) + jnp.triu(y.T @ y, 1)
+    t_inv = 0.5 * jnp.eye(m, dtype=y.dtype) + jnp.triu(hmatmul(y.T, y), 1)
     t = jax.scipy.linalg.solve_triangular(t_inv, jnp.eye(m, dtype=y.dtype), lower=False)
     return y, t
 
 
 def _wy_qt(y: Array, t: Array, v: Array) -> Array:
     """``Q^T v`` for ``Q = I - Y T Y^T`` (``v`` of shape ``(D,)`` or ``(D, k)``)."""
-    return v - y @ (t.T @ (y.T @ v))
+    return v - hmatmul(y, hmatmul(t.T, hmatmul(y.T, v)))
 
 
 def _wy_q(y: Array, t: Array, v: Array) -> Array:
     """``Q v`` for ``Q = I - Y T Y^T``."""
-    return v - y @ (t @ (y.T @ v))
+    return v - hmatmul(y, hmatmul(t, hmatmul(y.T, v)))
 
 
 class CompressedSensing(LinearOperator):

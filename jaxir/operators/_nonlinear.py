@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ..precision import heinsum
 from ._base import Operator, _image_shape
 
 # Standard JPEG luminance quantisation table (ITU-T T.81, Annex K, Table K.1).
@@ -88,9 +89,9 @@ class JPEGLike(Operator):
         d = jnp.asarray(_dct_matrix(8), x.dtype)
         table = jnp.asarray(_jpeg_table(self.quality), x.dtype)[None, :, None, :, None]
         b = ((x + 1.0) * 127.5 - 128.0).reshape(h // 8, 8, w // 8, 8, c)
-        coef = jnp.einsum("ua,iajbc,vb->iujvc", d, b, d)
+        coef = heinsum("ua,iajbc,vb->iujvc", d, b, d)
         coef = _round(coef / table, self.rounding) * table
-        b = jnp.einsum("ua,iujvc,vb->iajbc", d, coef, d).reshape(h, w, c)
+        b = heinsum("ua,iujvc,vb->iajbc", d, coef, d).reshape(h, w, c)
         return jnp.clip(b + 128.0, 0.0, 255.0) / 127.5 - 1.0
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ..precision import heinsum, hmatmul
 from ._base import LinearOperator
 
 
@@ -27,7 +28,7 @@ def _constant_first_basis(n: int) -> np.ndarray:
 
 def _group_vt(groups: Array, q: Array) -> Array:
     """Groups ``(N, n)`` -> coefficients ``(N*n,)``: the ``N`` group-mean coefficients first."""
-    c = groups @ q
+    c = hmatmul(groups, q)
     return jnp.concatenate([c[:, 0], c[:, 1:].reshape(-1)])
 
 
@@ -35,7 +36,7 @@ def _group_v(z: Array, q: Array, n_groups: int) -> Array:
     """Inverse of ``_group_vt``: coefficients ``(N*n,)`` -> groups ``(N, n)``."""
     n = q.shape[0]
     c = jnp.concatenate([z[:n_groups, None], z[n_groups:].reshape(n_groups, n - 1)], axis=1)
-    return c @ q.T
+    return hmatmul(c, q.T)
 
 
 def _svd_1d(m: Array) -> tuple[Array, Array, Array]:
@@ -68,7 +69,7 @@ class _SeparableSVD(LinearOperator):
     def V_T(self, x: Array) -> Array:
         x = self._cx(x)
         h, w = self._hw()
-        g = jnp.einsum("ia,abk,jb->ijk", self.vtr, x, self.vtc)
+        g = heinsum("ia,abk,jb->ijk", self.vtr, x, self.vtc)
         return jnp.concatenate([g[:h, :w].reshape(-1), g[:h, w:].reshape(-1), g[h:].reshape(-1)])
 
     def V(self, z: Array) -> Array:
@@ -80,17 +81,17 @@ class _SeparableSVD(LinearOperator):
             [z[:n1].reshape(h, w, c), z[n1 : n1 + n2].reshape(h, big_w - w, c)], axis=1
         )
         g = jnp.concatenate([top, z[n1 + n2 :].reshape(big_h - h, big_w, c)], axis=0)
-        return jnp.einsum("ai,abk,bj->ijk", self.vtr, g, self.vtc)
+        return heinsum("ai,abk,bj->ijk", self.vtr, g, self.vtc)
 
     def U_T(self, y: Array) -> Array:
         y = self._cy(y)
-        return jnp.einsum("ai,abk,bj->ijk", self.ur, y, self.uc).reshape(-1)
+        return heinsum("ai,abk,bj->ijk", self.ur, y, self.uc).reshape(-1)
 
     def U(self, z: Array) -> Array:
         z = self._czy(z)
         h, w = self._hw()
         g = z.reshape(h, w, self.x_shape[2])
-        return jnp.einsum("ia,abk,jb->ijk", self.ur, g, self.uc)
+        return heinsum("ia,abk,jb->ijk", self.ur, g, self.uc)
 
     @property
     def singular_values(self) -> Array:
