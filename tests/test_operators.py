@@ -85,8 +85,8 @@ def _linear_checks(op, x, u):
     return {
         "ax": ax,
         "atu": atu,
-        "<Ax,u>": jnp.vdot(ax, u),
-        "<x,ATu>": jnp.vdot(x, atu),
+        "<Ax,u>": jnp.vdot(ax, u, precision="highest"),
+        "<x,ATu>": jnp.vdot(x, atu, precision="highest"),
         "AA+Ax": op.A(op.A_pinv(ax)),
         "A+u": apu,
         "A+AA+u": op.A_pinv(op.A(apu)),
@@ -250,8 +250,8 @@ def _compose_checks(op, x, u):
     ax = op.A(x)
     return {
         "ax": ax,
-        "<Ax,u>": jnp.vdot(ax, u),
-        "<x,ATu>": jnp.vdot(x, op.A_T(u)),
+        "<Ax,u>": jnp.vdot(ax, u, precision="highest"),
+        "<x,ATu>": jnp.vdot(x, op.A_T(u), precision="highest"),
         "AA+Ax": op.A(op.A_pinv(ax)),
         "vmap A": jax.vmap(op.A)(jnp.stack([x, -x])),
     }
