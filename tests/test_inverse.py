@@ -1,30 +1,13 @@
-"""Training-free posterior samplers against exact posteriors.
+"""Contracts of the training-free posterior samplers: shapes, errors, jit / vmap / batched y,
+operators without an SVD, the time-travel schedule; and the GMM benchmark's exact problem.
 
-Problem: a non-diagonal Gaussian prior on R^6, ``y = A x + σ_y ε`` with a random dense
-``A`` (3 × 6) and σ_y = 0.2, driven by the exact score on the 1000-step linear DDPM chain.
-The posterior is Gaussian in closed form (:meth:`jaxir.exact.Gaussian.posterior`). Errors are
-the closed-form Gaussian W2 between the sample mean/covariance (n = 4000, fixed keys) and the
-exact posterior, in full and restricted to the OBSERVED (rows of Vᵀ with s > 0) and
-UNOBSERVED subspaces, plus the RMS residual ‖A x − y‖ (exact posterior: 0.335).
-
-DPS, ΠGDM, DDRM and DDNM are not exact; their measured errors (official defaults, DPS at the
-official-config ζ = 0.3, no clipping) are regression-guarded with ~1.5× headroom, and each
-must be far closer to the posterior than the prior is (prior → posterior W2 = 1.86):
-
-=========  ======  ========  ==========  ========  ===================================
-method     W2      observed  unobserved  residual  note
-=========  ======  ========  ==========  ========  ===================================
-exact      0.038   0.009     0.036       0.336     sampling noise at n = 4000
-DPS        0.84    0.49      0.68        0.41      ζ = 0.3, 1000 DDPM steps
-ΠGDM       0.64    0.49      0.38        0.018     noisy form; over-fits y
-DDRM       0.58    0.16      0.55        0.27      20 steps, η = 0.85, η_b = 1
-DDNM+      0.40    0.23      0.33        0.20      100 steps, η = 0.85
-=========  ======  ========  ==========  ========  ===================================
-
-MCGdiff's own tests (exactness, transcription, convergence) are in ``tests/test_mcgdiff.py``.
+Whether each sampler *is* its published algorithm is tested elsewhere, against exact answers:
+its own exact output law for a Gaussian prior (``tests/test_oracle_inverse.py``), a float64
+transcription fed the same noise for the nonlinear updates (``tests/test_transcriptions.py``),
+and MCGdiff in ``tests/test_mcgdiff.py``. Every bound here is float32 rounding or a property of
+the problem.
 """
 
-import functools
 import json
 
 import equinox as eqx
@@ -35,15 +18,17 @@ import pytest
 
 from jaxir import exact, schedules, sdes
 from jaxir.bench import gmm
-from jaxir.inverse._ddnm import ddnm_sample, time_travel_schedule
-from jaxir.inverse._ddrm import ddrm_sample
-from jaxir.inverse._dps import dps_sample
-from jaxir.inverse._pigdm import pigdm_sample
-from jaxir.inverse._smc import mcgdiff_sample
-from jaxir.metrics import gaussian_w2
-from jaxir.operators import DenseMatrix, LinearOperator, Operator
+from jaxir.inverse import (
+    ddnm_sample,
+    ddrm_sample,
+    dps_sample,
+    mcgdiff_sample,
+    pigdm_sample,
+    time_travel_schedule,
+)
+from jaxir.operators import DenseMatrix, LinearOperator
 
-D, DY, N = 6, 3, 4000
+D, DY = 6, 3
 SDE = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
 
 
@@ -64,73 +49,27 @@ SAMPLERS = {
     "ddnm": lambda k, mf, op, y, s, shape, **kw: ddnm_sample(k, mf, SDE, op, y, s, shape, **kw),
     "mcgdiff": lambda k, mf, op, y, s, shape, **kw: mcgdiff_sample(k, mf, SDE, op, y, s, shape, num_particles=8, **kw),
 }
-# tolerances (≈1.5× the measured values in the module docstring) and the residual band
-TOL = {
-    "dps": dict(w2=1.25, obs=0.75, unobs=1.0, resid=(0.25, 0.65)),
-    "pigdm": dict(w2=0.95, obs=0.75, unobs=0.6, resid=(0.0, 0.05)),
-    "ddrm": dict(w2=0.85, obs=0.25, unobs=0.8, resid=(0.15, 0.4)),
-    "ddnm": dict(w2=0.6, obs=0.35, unobs=0.5, resid=(0.12, 0.3)),
-}
-
-
-def _errors(x, post, op, y):
-    x = np.asarray(x, np.float64)
-    m, c = x.mean(0), np.cov(x.T)
-    pm, pc = np.asarray(post.mean, np.float64), np.asarray(post.cov, np.float64)
-    vt = np.asarray(op.vt, np.float64)
-
-    def w2(P):
-        return float(gaussian_w2(P @ m, P @ c @ P.T, P @ pm, P @ pc @ P.T))
-
-    resid = float(np.sqrt(np.mean(np.sum((x @ np.asarray(op.matrix).T - np.asarray(y)) ** 2, -1))))
-    return {"w2": w2(np.eye(D)), "obs": w2(vt[:DY]), "unobs": w2(vt[DY:]), "resid": resid}
-
-
-@functools.cache
-def _run(method, sigma_y):
-    prior, op, y, post = _problem(sigma_y)
-    mf = prior.model_fn(SDE)
-    out = jax.jit(lambda k: SAMPLERS[method](k, mf, op, y, sigma_y, (N, D)))(jax.random.key(5))
-    return out, _errors(out.x, post, op, y)
-
-
-@pytest.mark.parametrize("method", list(TOL))
-def test_noisy_posterior_within_documented_tolerance(method):
-    out, err = _run(method, 0.2)
-    assert bool(out.finite)
-    prior, op, y, post = _problem(0.2)
-    prior_err = _errors(prior.sample(jax.random.key(3), N), post, op, y)
-    tol = TOL[method]
-    assert err["w2"] < tol["w2"] and err["w2"] < 0.5 * prior_err["w2"], (method, err)
-    assert err["obs"] < tol["obs"] and err["unobs"] < tol["unobs"], (method, err)
-    lo, hi = tol["resid"]
-    assert lo <= err["resid"] <= hi, (method, err)
-
-
-@pytest.mark.parametrize("method,tol", [("ddnm", 1e-4), ("pigdm", 1e-4), ("ddrm", 0.05)])
-def test_noiseless_data_consistency(method, tol):
-    """σ_y = 0: DDNM and ΠGDM project onto A x = y; DDRM ends at x̂_0 (its last step is the
-    "missing" case, as the official code), so its residual is small but not zero."""
-    out, err = _run(method, 0.0)
-    assert err["resid"] < tol, err
-    assert err["obs"] < max(tol, 0.05), err
 
 
 @pytest.mark.parametrize("method", list(SAMPLERS))
 def test_jit_vmap_and_batched_y(method):
+    """``vmap`` over keys = one run per key; a per-example y equal to the shared one gives the
+    same draws; a fixed key gives the same result. Two compilations per sampler."""
     prior, op, y, _ = _problem(0.2)
     mf = prior.model_fn(SDE)
-    kw = {"num_steps": 10}
-    f = jax.jit(lambda k: SAMPLERS[method](k, mf, op, y, 0.2, (4, D), **kw).x)
-    keys = jax.random.split(jax.random.key(0), 3)
-    batched = jax.vmap(f)(keys)
-    assert batched.shape == (3, 4, D) and bool(jnp.all(jnp.isfinite(batched)))
-    np.testing.assert_allclose(batched[1], f(keys[1]), rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(f(keys[0]), f(keys[0]))  # fixed key, same result
-    # one y per example: the broadcast shared y gives the same draws
+    n = 3
     yb = jnp.broadcast_to(y, (4, DY))
-    g = SAMPLERS[method](keys[1], mf, op, yb, 0.2, (4, D), **kw).x
-    np.testing.assert_allclose(g, batched[1], rtol=1e-4, atol=1e-4)
+    run = lambda k, yy: SAMPLERS[method](k, mf, op, yy, 0.2, (4, D), num_steps=n).x  # noqa: E731
+    keys = jax.random.split(jax.random.key(0), 3)
+    batched = jax.jit(jax.vmap(lambda k: run(k, y)))(keys)
+    one = jax.jit(lambda k: (run(k, y), run(k, yb), run(k, y)))
+    shared, per_example, again = one(keys[1])
+    assert batched.shape == (3, 4, D) and bool(jnp.all(jnp.isfinite(batched)))
+    # vmap / a per-example y may reorder float32 reductions: n steps × K u |x| (K = 2d + 20)
+    atol = n * (2 * D + 20) * 2.0**-24 * float(jnp.abs(batched).max())
+    np.testing.assert_allclose(batched[1], shared, rtol=0, atol=atol)
+    np.testing.assert_allclose(per_example, shared, rtol=0, atol=atol)
+    np.testing.assert_array_equal(again, shared)  # fixed key, same result
 
 
 @pytest.mark.parametrize("method", list(SAMPLERS))
@@ -169,43 +108,27 @@ class _NoSVD(LinearOperator):
         return jnp.linalg.pinv(self.m) @ y
 
 
-class _Tanh(Operator):
-    """A nonlinear operator: tanh of the first three coordinates."""
-
-    x_shape: tuple = eqx.field(static=True, default=(D,))
-    y_shape: tuple = eqx.field(static=True, default=(3,))
-
-    def A(self, x):
-        return jnp.tanh(x[:3])
-
-
 def test_operators_without_svd():
+    """DDRM and MCGdiff need an SVD; ΠGDM's and DDNM's noiseless forms need only A and A⁺ and
+    equal the SVD operator's result up to float32 rounding: each of the n steps applies A⁺
+    computed two ways (``jnp.linalg.pinv`` vs the SVD), which differ by at most
+    ``K u cond(A) |·|`` (K = 2d + 20 roundings, u = 2⁻²⁴), and the exact-denoiser chain does not
+    amplify a difference — so the bound is ``n K u cond(A) max|x|``."""
     prior, op, y, post = _problem(0.0)
     mf = prior.model_fn(SDE)
     plain = _NoSVD(op.matrix)
     for fn in (ddrm_sample, mcgdiff_sample):
         with pytest.raises(ValueError, match="SVD"):
             fn(jax.random.key(0), mf, SDE, plain, y, 0.2, (4, D))
+    n = 5
+    cond = float(np.linalg.cond(np.asarray(op.matrix, np.float64)))
     for fn in (pigdm_sample, ddnm_sample):
         with pytest.raises(ValueError, match="SVD"):
             fn(jax.random.key(0), mf, SDE, plain, y, 0.2, (4, D))
-        # the noiseless forms need only A and A_pinv, and agree with the SVD operator
-        a = fn(jax.random.key(0), mf, SDE, plain, y, 0.0, (64, D), num_steps=20).x
-        b = fn(jax.random.key(0), mf, SDE, op, y, 0.0, (64, D), num_steps=20).x
-        np.testing.assert_allclose(a, b, atol=2e-3)
-
-
-def test_dps_nonlinear_operator():
-    """DPS needs only op.A: with y = tanh(x[:3]) its samples fit y far better than the prior."""
-    prior, _, _, _ = _problem(0.0)
-    op = _Tanh()
-    y = op.A(prior.sample(jax.random.key(1), 1)[0])
-    mf = prior.model_fn(SDE)
-    out = jax.jit(lambda k: dps_sample(k, mf, SDE, op, y, 0.0, (256, D), zeta=0.3, clip_x0=False))(
-        jax.random.key(0))
-    resid = jnp.sqrt(jnp.mean(jnp.sum((jax.vmap(op.A)(out.x) - y) ** 2, -1)))
-    base = jnp.sqrt(jnp.mean(jnp.sum((jax.vmap(op.A)(prior.sample(jax.random.key(2), 256)) - y) ** 2, -1)))
-    assert bool(out.finite) and float(resid) < 0.2 * float(base), (resid, base)
+        a = fn(jax.random.key(0), mf, SDE, plain, y, 0.0, (16, D), num_steps=n).x
+        b = fn(jax.random.key(0), mf, SDE, op, y, 0.0, (16, D), num_steps=n).x
+        bound = n * (2 * D + 20) * 2.0**-24 * cond * float(jnp.abs(b).max())
+        np.testing.assert_allclose(a, b, rtol=0, atol=bound)
 
 
 def test_time_travel_schedule():
@@ -217,9 +140,9 @@ def test_time_travel_schedule():
     np.testing.assert_array_equal(time_travel_schedule(5), [4, 3, 2, 1, 0, -1])  # l = r = 1
     prior, op, y, _ = _problem(0.2)
     mf = prior.model_fn(SDE)
-    out = ddnm_sample(jax.random.key(0), mf, SDE, op, y, 0.2, (16, D), num_steps=20,
+    out = ddnm_sample(jax.random.key(0), mf, SDE, op, y, 0.2, (4, D), num_steps=10,
                       travel_length=2, travel_repeat=2)
-    assert bool(out.finite) and out.nfe == 20 + 2 * len(range(0, 18, 2))
+    assert bool(out.finite) and out.nfe == 10 + 2 * len(range(0, 8, 2))
 
 
 def test_gmm_problem_is_exact():
