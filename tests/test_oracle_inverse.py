@@ -324,7 +324,48 @@ def inpaint_problem(sigma_y):
                    A_img=np.diag(keep.astype(np.float64)), y_img=y_img.astype(np.float64))
 
 
-@pytest.mark.parametrize("make", [dense_problem, sr_problem, inpaint_problem])
+def _gauss_kernel(size, sigma):
+    t = np.arange(size) - (size - 1) / 2
+    k = np.exp(-(t**2) / (2 * sigma**2))
+    k = np.outer(k, k)
+    return k / k.sum()
+
+
+def _circular_blur(h, w, k):
+    """Dense periodic convolution ``y[i, j] = Σ_ab k[a, b] x[(i − a + kh//2) % h, (j − b + kw//2) % w]``."""
+    kh, kw = k.shape
+    B = np.zeros((h * w, h * w))
+    for i, j, a, b in itertools.product(range(h), range(w), range(kh), range(kw)):
+        B[i * w + j, ((i - a + kh // 2) % h) * w + (j - b + kw // 2) % w] += k[a, b]
+    return B
+
+
+@functools.lru_cache(maxsize=None)
+def blur_problem(sigma_y):
+    """Periodic 3 × 3 Gaussian blur of 4 × 4 × 1 images (``CircularBlur``, no spectrum
+    truncation: DiffPIR's FFT data step)."""
+    rng = np.random.default_rng(3)
+    d = 16
+    mu, Sig = rng.normal(size=d) * 0.3, _spd(rng, d, 0.3, 0.1)
+    k = _gauss_kernel(3, 0.8).astype(np.float32)
+    A = _circular_blur(4, 4, k.astype(np.float64))
+    x_star = mu + np.linalg.cholesky(Sig) @ rng.normal(size=d)
+    y = (A @ x_star + sigma_y * rng.normal(size=d)).astype(np.float32)
+    return Problem(f"blur{sigma_y}", mu, Sig, A, y, sigma_y,
+                   operators.CircularBlur((4, 4, 1), jnp.asarray(k), threshold=0.0),
+                   jnp.asarray(y.reshape(4, 4, 1)), (4, 4, 1))
+
+
+@functools.lru_cache(maxsize=None)
+def bicubic_up():
+    """``jax.image.resize(·, cubic)`` from 2 × 2 to 4 × 4 as a dense 16 × 4 matrix (the upsampler
+    ILVR's ``upsample="bicubic"`` names; JAX's, not jaxir's)."""
+    e = jnp.eye(4).reshape(4, 2, 2, 1)
+    cols = jax.vmap(lambda v: jax.image.resize(v, (4, 4, 1), "cubic"))(e)
+    return np.asarray(cols, np.float64).reshape(4, 16).T
+
+
+@pytest.mark.parametrize("make", [dense_problem, sr_problem, inpaint_problem, blur_problem])
 def test_operators_are_the_oracles_matrices(make):
     """jaxir's operator applies exactly the dense A the oracle uses (so a failure below is the
     sampler's, not the problem's)."""
@@ -571,13 +612,14 @@ def projection_law(p: Problem, n_steps, eta, bug=None):
     return law
 
 
-def ilvr_law(p: Problem, n_steps, stop=-1, bug=None):
+def ilvr_law(p: Problem, n_steps, stop=-1, up=None, bug=None):
     """ILVR (Choi et al. 2021, Alg. 1) with ``φ = A⁺A``: DDPM step (β̃) to x', then
     ``x_s = x' + A⁺(y_s − A x')`` with ``y_s = √ᾱ_s y + A(√(1−ᾱ_s) e)`` — the reference noised
     to the level the step arrives at (Alg. 1; the official code uses the start, mutant
-    ``level_t``) — while the step's start index exceeds ``stop``. Leading grid."""
+    ``level_t``) — while the step's start index exceeds ``stop``. ``up``: another upsampling
+    matrix U in ``φ = U A`` (bicubic), else ``A⁺``. Leading grid."""
     d = p.d
-    Ap = np.linalg.pinv(p.A)
+    Ap = np.linalg.pinv(p.A) if up is None else up
     law = start(fresh(0, d))
     for i, j in step_pairs(leading(n_steps), bug):
         x = state(d, d)
@@ -913,6 +955,9 @@ CASES = {
     "diffpir-dense-s10-eta.5": (D05, lambda p: _diffpir(p, 10, 0.1, 7.0, eta=0.5),
                                 lambda p, b: diffpir_law(p, 10, 0.1, 7.0, eta=0.5, bug=b),
                                 ["zeta_swap", "grid"]),
+    "diffpir-blur-s10-fft": (functools.partial(blur_problem, 0.2), lambda p: _diffpir(p, 10, 0.1, 7.0),
+                             lambda p, b: diffpir_law(p, 10, 0.1, 7.0, bug=b),
+                             ["rho_no_lambda", "eps_before_prox", "grid"]),
     # ---- replacement ("projection"), ILVR, RePaint, MCG
     "projection-inpaint-s10-eta1": (INP0, lambda p: _plain(projection_sample, p, num_steps=10, eta=1.0),
                                     lambda p, b: projection_law(p, 10, 1.0, b), ["level_t", "eta_var", "grid"]),
@@ -927,6 +972,8 @@ CASES = {
     "ilvr-sr-s10-stop200": (SR0, lambda p: _plain(ilvr_sample, p, num_steps=10,
                                                   t_stop=float(SDE.index_to_time(200))),
                             lambda p, b: ilvr_law(p, 10, stop=200, bug=b), ["stop_ge", "level_t", "grid"]),
+    "ilvr-sr-s10-bicubic": (SR0, lambda p: _plain(ilvr_sample, p, num_steps=10, upsample="bicubic"),
+                            lambda p, b: ilvr_law(p, 10, up=bicubic_up(), bug=b), ["level_t", "fixed_large", "grid"]),
     "repaint-inpaint-s10-j2-r3": (INP0, lambda p: _plain(repaint_sample, p, num_steps=10, jump_length=2,
                                                          jump_n_sample=3),
                                   lambda p, b: repaint_law(p, 10, 2, 3, bug=b),
