@@ -312,6 +312,37 @@ def test_bfloat16_forward_has_no_float32_product():
         make_model_fn(graphdef, params, compute_dtype="int8")
 
 
+def test_bfloat16_train_step_has_no_float32_product():
+    """The training step's own ``compute_dtype`` (``jaxir.training.make_train_step``) gets the
+    same fix: no convolution or matrix product of its forward and backward pass multiplies two
+    float32 operands (before the time embedding's cast, every residual block did). Left mixed
+    by JAX itself: the backward of attention's float32-accumulated logits (a float32 cotangent
+    times a bf16 operand), two products per attention block."""
+    import optax
+
+    from jaxir.training import TrainState, make_apply_fn, make_train_step
+
+    graphdef, _, params = _tiny_unet()
+    x = jax.random.normal(jax.random.key(3), (2, 8, 8, 3))
+
+    def loss_fn(model_fn, batch, key):
+        return jnp.mean((model_fn(batch, jnp.full((batch.shape[0],), 0.5)) - batch) ** 2), {}
+
+    tx = optax.adam(1e-3)
+    state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), params,
+                       jax.random.key_data(jax.random.key(0)), None)
+    counts = {}
+    for dt in ("float32", "bfloat16"):
+        step = make_train_step(loss_fn, make_apply_fn(graphdef), tx, ema_decay=0.9,
+                               compute_dtype=dt)
+        counts[dt] = _product_dtypes(step, state, x)
+    assert set(k[1:] for k in counts["float32"]) == {("float32", "float32")}
+    bf = counts["bfloat16"]
+    assert sum(bf.values()) > 60 and not any(k[1:] == ("float32", "float32") for k in bf), bf
+    mixed = sum(v for k, v in bf.items() if "float32" in k[1:])
+    assert mixed <= 2, bf  # tiny: one attention block (the middle)
+
+
 class GaussianDenoiserNet(nnx.Module):
     """The exact ε̂ of a Gaussian prior written as a network (parameters in ``nnx.Param``s,
     plain ``@``: the network path), so ``make_model_fn(compute_dtype=bf16)`` runs it in
