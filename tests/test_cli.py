@@ -57,3 +57,82 @@ def test_bench_gmm_rejects_bad_lists(capsys):
         cli.main(["bench", "gmm", "--dy", "1,x"])
     assert e.value.code == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+_HELP_PROBE = r"""
+import contextlib, io, sys, time
+t0 = time.perf_counter()
+from jaxir.cli import build_parser
+for cmd in ([], ["demo"], ["restore"], ["evaluate"], ["bench"], ["train"], ["sample"]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            build_parser().parse_args([*cmd, "--help"])
+        except SystemExit as e:
+            assert e.code == 0, (cmd, e.code)
+    assert "usage: jaxir" in out.getvalue(), cmd
+print(sorted(m for m in sys.modules if m == "jax" or m.startswith(("jax.", "flax", "optax"))))
+print(time.perf_counter() - t0)
+"""
+
+
+def test_help_imports_no_jax_and_is_fast():
+    """``jaxir --help`` and every subcommand's ``--help`` (in a fresh interpreter): no jax,
+    flax or optax imported, all seven under 1 s together (measured: 0.1 s)."""
+    r = subprocess.run([sys.executable, "-c", _HELP_PROBE], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    modules, seconds = r.stdout.strip().splitlines()
+    assert modules == "[]", modules
+    assert float(seconds) < 1.0, seconds
+
+
+def test_every_option_has_help():
+    from jaxir.cli import build_parser
+
+    p = build_parser()
+    sub = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction")
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
+               for name, sp in sub.choices.items() for a in sp._actions
+               if a.help in (None, "") and a.dest != "help"]
+    assert missing == []
+
+
+def test_cli_sections_match_the_library():
+    from jaxir.bench.perf import SECTIONS
+    from jaxir.cli._bench import PERF_SECTIONS
+
+    assert PERF_SECTIONS == SECTIONS
+
+
+def test_no_library_module_imports_the_cli():
+    """DESIGN.md layer 11: nothing below the command line imports it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "jaxir"
+    offenders = []
+    for f in root.rglob("*.py"):
+        rel = f.relative_to(root)
+        if rel.parts[0] == "cli" or str(rel) in _PENDING_MOVE:
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = "." * node.level + (node.module or "")
+                names = [base] + [f"{base}.{a.name}" if node.module else base + a.name
+                                  for a in node.names]
+            else:
+                continue
+            for n in names:
+                parts = n.lstrip(".").split(".")
+                if (n.startswith("jaxir.cli") and parts[:2] == ["jaxir", "cli"]) or (
+                        n.startswith(".") and parts[0] == "cli"):
+                    offenders.append(f"{rel}: {n}")
+    assert offenders == []
+
+
+# the argparse half of training/_cli.py moves to jaxir/cli/_train.py once the training library
+# no longer needs that module (load_model_fn moves out of it first); until then it is excluded
+_PENDING_MOVE = {"training/_cli.py"}

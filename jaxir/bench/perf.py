@@ -13,9 +13,9 @@
 
 Every number is a ratio of times measured interleaved in the same run (see
 :mod:`._perf_common`); nothing here asserts a time. ``format_perf`` renders markdown.
-Quick mode (``jaxir bench perf --quick``) is sized for 2 busy CPU cores: the tiny U-Net at
-batch 2 for three samplers, the ``toy`` two-convolution network for the loop-overhead and
-gradient sections.
+Quick mode (``jaxir bench perf --quick``, whose parser is in ``jaxir.cli._bench``) is sized
+for 2 busy CPU cores: the tiny U-Net at batch 2 for three samplers, the ``toy``
+two-convolution network for the loop-overhead and gradient sections.
 """
 
 from __future__ import annotations
@@ -164,46 +164,5 @@ def format_perf(res: dict) -> str:
     return "\n".join(parts)
 
 
-def _csv(s: str) -> tuple:
-    return tuple(v.strip() for v in s.split(",") if v.strip())
-
-
-def _ints(s: str) -> tuple:
-    return tuple(int(v) for v in _csv(s))
-
-
-def add_perf_args(parser) -> None:
-    """Options of ``jaxir bench perf`` (``--quick`` and ``--json`` are added by the caller)."""
-    g = parser.add_argument_group("perf")
-    g.add_argument("--net", default=None, help="U-Net config for the sampler section "
-                   "(tiny, small)")
-    g.add_argument("--batch", type=int, default=None, help="batch size")
-    g.add_argument("--n", type=_ints, default=None, help="sampler steps, e.g. 20,100,1000")
-    g.add_argument("--samplers", type=_csv, default=None, help="comma-separated sampler names")
-    g.add_argument("--sections", type=_csv, default=None,
-                   help=f"comma-separated subset of {','.join(SECTIONS)}")
-
-
-def run_perf_cli(args) -> int:
-    import json
-    import sys
-
-    over = {k: v for k, v in (("net", args.net), ("batch", args.batch), ("steps", args.n),
-                              ("samplers", args.samplers)) if v is not None}
-    sections = args.sections or SECTIONS
-    bad = set(sections) - set(SECTIONS)
-    if bad:
-        print(f"error: unknown sections {sorted(bad)}; choose from {SECTIONS}", file=sys.stderr)
-        return 2
-    progress = (lambda s: print(s, file=sys.stderr, flush=True))
-    try:
-        res = run_perf(quick=args.quick, sections=sections, progress=progress, **over)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(res, indent=1) if args.json else format_perf(res))
-    return 0
-
-
-__all__ = ["run_perf", "format_perf", "add_perf_args", "run_perf_cli", "fit_exponent",
+__all__ = ["run_perf", "format_perf", "fit_exponent",
            "QUICK", "FULL", "SECTIONS"]

@@ -190,7 +190,7 @@ class ImageFolder:
         if not files:
             raise ValueError(
                 f"image folder {str(root)!r} contains no {'/'.join(IMAGE_EXTENSIONS)} files"
-                + ("" if recursive else " (sub-folders are not read; pass recursive=True)")
+                + ("" if recursive else " (sub-folders are not read)")
             )
         if check:
             for f in files:

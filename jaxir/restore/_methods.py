@@ -3,6 +3,8 @@
 Diffusion methods run :mod:`jaxir.inverse` samplers with their official defaults (the
 number of steps can be overridden); they work on prior-sized patches (see ``_patches``).
 Classical baselines work on the whole image, on the host, with scikit-image / scipy.
+jax and :mod:`jaxir.inverse` are imported inside the methods, so the table itself loads without
+jax (`jaxir --help` lists it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
-from .. import inverse
 from ._tasks import BLUR_SIGMA, BLUR_SIZE, TASKS, Task
 
 _ALL = tuple(TASKS)
@@ -48,32 +48,44 @@ def _shape(op, y):
 
 
 def _dps(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     return inverse.dps_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
                               prediction=prior.prediction, num_steps=steps,
                               zeta=task.dps_zeta)
 
 
 def _pigdm(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     return inverse.pigdm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
                                 _shape(op, y), prediction=prior.prediction, num_steps=steps)
 
 
 def _ddrm(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     return inverse.ddrm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
                                _shape(op, y), prediction=prior.prediction, num_steps=steps)
 
 
 def _ddnm(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     return inverse.ddnm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
                                _shape(op, y), prediction=prior.prediction, num_steps=steps)
 
 
 def _repaint(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     return inverse.repaint_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
                                   prediction=prior.prediction, num_steps=steps)
 
 
 def _gdp(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     # The official scales assume D = 256·256·3; GDP's docstring: keep s/D about the same.
     d = float(np.prod(op.x_shape))
     scale = inverse.GDP_SCALES[task.gdp_scale] * d / (256 * 256 * 3)
@@ -82,6 +94,8 @@ def _gdp(key, prior, op, y, sigma_y, task, steps):
 
 
 def _diffpir(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
     return inverse.diffpir_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
                                   prediction=prior.prediction, num_steps=steps)
 
@@ -89,6 +103,8 @@ def _diffpir(key, prior, op, y, sigma_y, task, steps):
 # ---- classical baselines (numpy in [-1, 1], one whole image) ----
 
 def _pinv(y, task: Task, mask):
+    import jax.numpy as jnp
+
     op = task.make_operator(task.x_shape(y.shape), None if mask is None else mask)
     return np.asarray(op.A_pinv(jnp.asarray(y)))
 

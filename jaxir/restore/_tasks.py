@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
-
-from .. import operators
+# jax and the operators are imported where they are used, so that the task table (names,
+# descriptions, factors) loads without jax: `jaxir --help` lists it.
 
 #: Gaussian blur of the ``deblur`` task: a 9-tap kernel with σ = 1.5 px (DPS blurs 256 px
 #: images with 61 taps, σ = 3; the restoration patches here are 64 px).
@@ -63,22 +61,50 @@ class Task(NamedTuple):
         return op.A_full(x) if hasattr(op, "A_full") else op.A(x)
 
 
+def _identity_op(shape, mask=None):
+    from .. import operators
+
+    return operators.Identity(shape)
+
+
+def _sr4_op(shape, mask=None):
+    from .. import operators
+
+    return operators.SuperResolution(shape, 4)
+
+
+def _colorize_op(shape, mask=None):
+    from .. import operators
+
+    return operators.Colorization(shape)
+
+
 def _blur_op(shape, mask=None):
+    from .. import operators
+
     # "edge" boundary: a patch's blur then matches the crop of the blurred full image except
     # for the few pixels next to the patch border, which the blending window down-weights.
     return operators.Blur(shape, operators.gaussian_kernel(BLUR_SIZE, BLUR_SIGMA), boundary="edge")
 
 
 def _random_mask(key, hw):
+    from .. import operators
+
     return operators.random_mask(key, tuple(hw), INPAINT_KEEP)[..., None]
 
 
 def _box_mask(key, hw):
+    from .. import operators
+
     del key
     return operators.box_mask(tuple(hw))[..., None]
 
 
 def _inpaint_op(shape, mask):
+    import jax.numpy as jnp
+
+    from .. import operators
+
     if mask is None:
         raise ValueError("inpainting needs a mask (H, W, 1): 1 = observed, 0 = missing")
     return operators.Inpainting(jnp.asarray(mask, jnp.float32).reshape(*shape[:2], 1), shape)
@@ -88,10 +114,10 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("denoise", "additive Gaussian noise, σ = 25/255", 2 * 25 / 255, 1, None,
-             lambda shape, mask=None: operators.Identity(shape)),
+             _identity_op),
         Task("sr4", "4× super-resolution, 4×4 block average (DDRM's 'SR by averaging'), "
              "σ_y = 0.05", 0.05, 4, None,
-             lambda shape, mask=None: operators.SuperResolution(shape, 4),
+             _sr4_op,
              gdp_scale="sr4", dps_zeta=0.3),
         Task("deblur", f"Gaussian blur ({BLUR_SIZE} taps, σ = {BLUR_SIGMA} px), σ_y = 0.05", 0.05,
              1, None, _blur_op, gdp_scale="deblur", dps_zeta=0.3),
@@ -100,7 +126,7 @@ TASKS: dict[str, Task] = {
         Task("inpaint_box", "centred box (half of each side) missing, σ_y = 0.05", 0.05, 1,
              None, _inpaint_op, _box_mask, gdp_scale="inpainting", dps_zeta=0.5),
         Task("colorize", "grayscale (channel average) to colour, σ_y = 0.05", 0.05, 1, 1,
-             lambda shape, mask=None: operators.Colorization(shape),
+             _colorize_op,
              gdp_scale="colorization"),
     )
 }
@@ -118,6 +144,9 @@ def degrade_images(key, task: Task, x, mask=None):
 
     ``mask`` (``(N, H, W, 1)``) is drawn from ``key`` for tasks that have one unless given.
     """
+    import jax
+    import jax.numpy as jnp
+
     x = jnp.asarray(x, jnp.float32)
     n, h, w, _ = x.shape
     k_mask, k_noise = jax.random.split(key)

@@ -58,7 +58,7 @@ def make_mesh(data: int = -1, fsdp: int = 1, *, devices=None) -> Mesh:
         raise ValueError(f"data must be a positive int or -1, got {data!r}")
     if data * fsdp > n:
         raise ValueError(f"mesh data={data} x fsdp={fsdp} needs {data * fsdp} devices, "
-                         f"only {n} are available")
+                         f"only {n} {'is' if n == 1 else 'are'} available")
     auto = jax.sharding.AxisType.Auto
     return jax.make_mesh((data, fsdp), AXES, axis_types=(auto, auto),
                          devices=devices[: data * fsdp])

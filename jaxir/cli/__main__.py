@@ -1,0 +1,7 @@
+"""``python -m jaxir.cli ...`` = ``jaxir ...``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

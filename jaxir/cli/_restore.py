@@ -1,0 +1,382 @@
+"""``jaxir restore``, ``jaxir evaluate`` and ``jaxir demo``: parsers, checks, entry points.
+
+Every user mistake (a missing, unreadable or oversized file, a folder where a file is expected,
+an output that exists or cannot be written, a size the task cannot take, an unknown method or
+task, an option that does not apply) is a `UsageError`, raised before any computing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ._common import (
+    UsageError,
+    check_input_file,
+    check_output_dir,
+    check_output_file,
+    nonnegative_int,
+    note,
+    positive_int,
+)
+
+MIN_SIZE, MAX_SIZE = 16, 4096
+
+
+def _task_and_method(task: str, method: str):
+    from ..restore._methods import get_method
+    from ..restore._tasks import get_task
+
+    try:
+        return get_task(task), get_method(method, task)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def load_prior_or_fail(spec: str):
+    """:func:`jaxir.priors.load_prior` with its errors as one-line `UsageError`s."""
+    import zipfile
+
+    from ..priors import SHIPPED, prior_path
+
+    if str(spec) not in SHIPPED:
+        p = Path(spec)
+        if p.is_dir():
+            raise UsageError(f"--prior {spec!r} is a folder; give a prior .npz file or one of "
+                             f"the shipped names {', '.join(SHIPPED)}")
+        if not p.exists():
+            raise UsageError(f"--prior {spec!r} does not exist; give a prior .npz file or one "
+                             f"of the shipped names {', '.join(SHIPPED)}")
+        if not zipfile.is_zipfile(p):
+            raise UsageError(f"--prior {spec!r} is not a .npz prior file (write one with "
+                             f"jaxir.priors.export_prior)")
+    from ..priors import load_prior
+
+    try:
+        return load_prior(spec)
+    except FileNotFoundError as e:
+        if str(spec) in SHIPPED:
+            raise UsageError(f"the shipped prior {spec!r} is not installed "
+                             f"({str(prior_path(spec))!r} is missing); pass --prior PATH to a "
+                             f"prior .npz file") from None
+        raise UsageError(str(e)) from None
+    except (ValueError, KeyError, OSError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+
+
+def _check_size(h: int, w: int, what: str):
+    if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
+        raise UsageError(f"{what} is {h}x{w}; restore takes {MIN_SIZE} to {MAX_SIZE} pixels a "
+                         f"side")
+
+
+def _check_samples(samples: int, methods):
+    if samples > 1 and not any(m.kind == "diffusion" for m in methods):
+        raise UsageError(f"--samples {samples} averages diffusion posterior samples; "
+                         f"{', '.join(m.name for m in methods)} is deterministic "
+                         f"(use --samples 1)")
+
+
+def _check_steps(steps, methods):
+    if steps is not None and not any(m.kind == "diffusion" for m in methods):
+        raise UsageError(f"--steps applies to diffusion methods; "
+                         f"{', '.join(m.name for m in methods)} has no steps")
+
+
+def _read(path, what: str, channels=None):
+    from ..restore._io import read_image
+
+    try:
+        return read_image(path, channels, max_side=MAX_SIZE)
+    except (FileNotFoundError, IsADirectoryError, ValueError) as e:
+        raise UsageError(f"{what}: {e}" if what != "input" else str(e)) from None
+
+
+_SAMPLES_HELP = ("average K posterior samples per patch (a Monte-Carlo posterior mean: "
+                 "higher PSNR/SSIM, smoother, K times the time; diffusion methods only)")
+
+
+def _masked_tasks() -> list[str]:
+    from ..restore._tasks import TASKS
+
+    return [t.name for t in TASKS.values() if t.make_mask is not None]
+
+
+# ---- jaxir restore ----
+
+def _cmd_restore(args) -> int:
+    task, method = _task_and_method(args.task, args.method)
+    _check_samples(args.samples, [method])
+    _check_steps(args.steps, [method])
+    check_input_file(args.input)
+    if args.mask is not None:
+        if task.make_mask is None:
+            raise UsageError(f"--mask applies to the tasks {', '.join(_masked_tasks())}, not "
+                             f"to {task.name!r}")
+        check_input_file(args.mask, "--mask")
+    inputs = (args.input, args.mask)
+    from ..restore._io import compare_path
+
+    out = check_output_file(args.output, overwrite=args.overwrite, inputs=inputs)
+    cmp_out = check_output_file(compare_path(out), overwrite=args.overwrite, inputs=inputs,
+                                what="the comparison image")
+    prior = load_prior_or_fail(args.prior) if method.kind == "diffusion" else None
+    colorize = task.y_channels == 1
+
+    img, info = _read(args.input, "input")
+    gray = bool(info["gray"])
+    h, w = img.shape[:2]
+    if info["alpha"]:
+        note(f"{args.input}: the alpha channel is ignored (the stored colours are restored)")
+    mask = None
+    if args.mask is not None:
+        m, _ = _read(args.mask, "--mask", channels=1)
+        mask = (m > 0).astype("float32")
+        if mask.shape[:2] != (h, w):  # the inpainting tasks keep the size (factor 1)
+            raise UsageError(f"--mask is {mask.shape[0]}x{mask.shape[1]}, the input is {h}x{w}")
+    if args.degrade:
+        _check_size(h, w, f"input {args.input!r}")
+        if h % task.factor or w % task.factor:
+            raise UsageError(f"task {task.name!r} with --degrade needs a height and width "
+                             f"divisible by {task.factor}; {args.input!r} is {h}x{w}")
+        if colorize and gray:
+            raise UsageError(f"colorize with --degrade needs a colour image; {args.input!r} is "
+                             f"grayscale")
+    else:
+        _check_size(h * task.factor, w * task.factor,
+                    f"the restored image of {args.input!r} ({h}x{w} in)")
+        if task.make_mask is not None and mask is None:
+            raise UsageError(f"task {task.name!r} on a real image needs --mask MASK.png (white = "
+                             f"observed), or --degrade to mask a clean image")
+        if colorize and not gray:
+            img, _ = _read(args.input, "input", channels=1)
+            note(f"{args.input} is a colour image: colorize restores colour from its grey "
+                 f"(luma) version")
+    return _run_restore(args, task, method, prior, img, gray and not colorize, mask, out,
+                        cmp_out)
+
+
+def _run_restore(args, task, method, prior, img, gray, mask, out, cmp_out) -> int:
+    import jax
+    import numpy as np
+
+    from .. import metrics
+    from ..restore._evaluate import method_label
+    from ..restore._io import comparison_image, save_image
+    from ..restore._restore import restore_image
+    from ..restore._tasks import degrade_images
+
+    def rgb(a):  # grayscale files are restored as RGB with equal channels, written back as grey
+        return np.repeat(a, 3, -1) if a.shape[-1] == 1 and task.y_channels != 1 else a
+
+    def back(a):
+        return a.mean(-1, keepdims=True) if gray else a
+
+    x = None
+    if args.degrade:
+        x = img
+        y, m = degrade_images(jax.random.key(args.seed), task, x[None],
+                              mask=None if mask is None else mask[None])
+        y = np.asarray(y[0])
+        mask = None if m is None else np.asarray(m[0])
+    else:
+        y = img
+    t0 = time.perf_counter()
+    x_hat = back(restore_image(rgb(y), task, method, prior=prior, mask=mask, steps=args.steps,
+                               seed=args.seed, progress=True, batch_size=args.batch_size,
+                               samples=args.samples))
+    secs = time.perf_counter() - t0
+    save_image(out, x_hat)
+    y_view = y if task.make_mask is None else y * mask  # show holes as mid-grey
+    label = method.name if method.kind == "classical" else method_label(
+        method.name, args.samples,
+        args.steps if args.steps not in (None, method.default_steps) else None)
+    panels = [("input", y_view), (label, x_hat)]
+    if x is not None:
+        panels.append(("ground truth", x))
+    save_image(cmp_out, comparison_image(panels).astype(np.float32) / 127.5 - 1.0)
+    print(f"restored {args.input} ({task.name}, {label}) in {secs:.1f} s -> {out} "
+          f"and {cmp_out}")
+    if x is not None:
+        base = back(restore_image(rgb(y), task, "pinv", mask=mask))
+        for name, z in (("degraded input (A+y)", base), (label, x_hat)):
+            p = float(metrics.psnr(z, x))
+            s = float(metrics.ssim(z, x))
+            print(f"  {name:>22}: PSNR {p:6.2f} dB   SSIM {s:.4f}")
+    return 0
+
+
+def add_restore_parser(sub) -> argparse.ArgumentParser:
+    from ..restore._methods import METHODS
+    from ..restore._tasks import TASKS
+
+    p = sub.add_parser("restore", help="restore one image with a diffusion prior or a baseline",
+                       description="Restore INPUT (a degraded image, or with --degrade a clean "
+                       "image that is degraded first so PSNR/SSIM can be reported). Images of any "
+                       "size are restored patch-wise with the 64x64 prior. Grayscale files are "
+                       "restored as grayscale. Writes OUTPUT and OUTPUT_compare.png (input | "
+                       "restored | ground truth); never overwrites a file without --overwrite.")
+    p.add_argument("input", metavar="INPUT", help="image file (PNG of any bit depth, JPEG, ...)")
+    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--task", required=True,
+                   help="; ".join(f"{t.name}: {t.description}" for t in TASKS.values())
+                   .replace("%", "%%"))  # argparse formats help with %
+    p.add_argument("--output", "-o", required=True, help="restored PNG; OUTPUT_compare.png too")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--degrade", action="store_true",
+                   help="INPUT is clean: degrade it (seeded), restore, print PSNR/SSIM")
+    p.add_argument("--mask", help="inpainting tasks only: mask PNG, white = observed (with "
+                   "--degrade: the mask to degrade with instead of a drawn one)")
+    p.add_argument("--prior", default="photos64", help="shipped prior name or .npz path "
+                   "(default photos64)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="sampling steps (default: the method's number for the task)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="random seed (degradation and sampler; default 0)")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="K", help=_SAMPLES_HELP)
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="sampler draws per call (patches x samples; default 16)")
+    p.set_defaults(func=_cmd_restore)
+    return p
+
+
+# ---- jaxir evaluate ----
+
+def _cmd_evaluate(args) -> int:
+    names = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not names:
+        raise UsageError("--method is empty")
+    methods = [_task_and_method(args.task, m)[1] for m in names]
+    _check_samples(args.samples, methods)
+    _check_steps(args.steps, methods)
+    if args.append and args.overwrite:
+        raise UsageError("--append and --overwrite exclude each other")
+    out_dir = check_output_dir(args.out)
+    stem = f"evaluate_{args.task}"
+    csv_old, md_old = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+    for f in (csv_old, md_old):
+        if f.is_dir():
+            raise UsageError(f"{str(f)!r} is a folder, not a file")
+    if not (args.append or args.overwrite) and (csv_old.exists() or md_old.exists()):
+        raise UsageError(f"{str(csv_old if csv_old.exists() else md_old)!r} exists; pass "
+                         f"--append to add rows or --overwrite to replace it")
+    old = []
+    if args.append and csv_old.exists():
+        from ..restore._evaluate import read_results
+
+        try:
+            old = read_results(csv_old)
+        except (KeyError, ValueError, OSError) as e:
+            raise UsageError(f"--append: cannot read {str(csv_old)!r} ({e})") from None
+        if {r["image"] for r in old} != set(range(args.n)):
+            raise UsageError(f"--append: {str(csv_old)!r} scores "
+                             f"{len({r['image'] for r in old})} images, this run --n {args.n}")
+    need_prior = any(m.kind == "diffusion" for m in methods)
+    prior = load_prior_or_fail(args.prior) if need_prior else None
+    size = 64 if prior is None else int(prior.image_size)  # one window per image
+    from ..restore._evaluate import load_eval_images
+
+    try:
+        images = load_eval_images(args.data, args.n, size)
+    except (ValueError, TypeError, OSError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    # --samples K: diffusion rows are "METHOD (mean of K)" ("METHOD (S steps, mean of K)" with a
+    # --steps other than the method's default); classical ones are unchanged.
+    # With --append the reference rows (pinv, A⁺y) are kept if the file has them.
+    from ..restore._evaluate import (
+        evaluate,
+        markdown_table,
+        merge_results,
+        summarize,
+        write_results,
+    )
+
+    reference = not (args.append and any(r["method"] == "pinv" for r in old))
+    rows = evaluate(names, args.task, prior=prior, n=args.n, steps=args.steps, seed=args.seed,
+                    images=images, progress=True, batch_size=args.batch_size,
+                    samples=args.samples, reference=reference)
+    if old:
+        rows = merge_results(old, rows)
+    print(f"{args.task} on {args.n} images of {args.data} ({size}x{size}); "
+          f"mean ± 95% CI:")
+    print(markdown_table(summarize(rows)))
+    csv_path, md_path = write_results(rows, out_dir, stem)
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
+def add_evaluate_parser(sub) -> argparse.ArgumentParser:
+    from ..restore._tasks import TASKS
+
+    p = sub.add_parser("evaluate", help="PSNR / SSIM / consistency of methods on a data set",
+                       description="Degrade N images of a data source with TASK, restore them "
+                       "with each METHOD (and the degraded input A+y for reference), and write "
+                       "OUT/evaluate_TASK.csv and .md: mean ± 95%% CI of PSNR, SSIM and the "
+                       "consistency RMSE, NFE and seconds per image.")
+    p.add_argument("--method", required=True, help="comma-separated method names, e.g. "
+                   "ddrm,gaussian")
+    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--data", default="photos:test",
+                   help="a data source spec (default photos:test, 64x64 crops)")
+    p.add_argument("--n", type=positive_int, default=8, help="number of images (default 8)")
+    p.add_argument("--out", default="jaxir-evaluate",
+                   help="folder for the CSV and markdown (default jaxir-evaluate)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT/evaluate_TASK table")
+    p.add_argument("--prior", default="photos64", help="shipped prior name or .npz path "
+                   "(default photos64)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="sampling steps (default: each method's number for the task)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="random seed (degradation and samplers; default 0)")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help=_SAMPLES_HELP + "; rows are labelled 'METHOD (mean of K)'")
+    # (a --steps other than the method's default is named in the label too)
+    p.add_argument("--append", action="store_true",
+                   help="keep the rows of other methods already in OUT/evaluate_TASK.csv "
+                   "(same --n, --data and --seed assumed) and add or replace these")
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="sampler draws per call (patches x samples; default 16)")
+    p.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+# ---- jaxir demo ----
+
+def _cmd_demo(args) -> int:
+    out_dir = check_output_dir(args.out)
+    report = out_dir / "report.html"
+    if report.is_dir():
+        raise UsageError(f"{str(report)!r} is a folder, not a file")
+    if report.exists() and not args.overwrite:
+        raise UsageError(f"{str(report)!r} exists; pass --overwrite to replace it (or --out "
+                         f"another folder)")
+    prior = load_prior_or_fail(args.prior)
+    from ..restore._demo import run_demo
+
+    t0 = time.perf_counter()
+    path, ok = run_demo(prior, out_dir, quick=args.quick, seed=args.seed,
+                        gaussian_samples=args.samples)
+    print(f"\njaxir demo: {time.perf_counter() - t0:.0f} s in all; report: {path.resolve()}")
+    return 0 if ok else 1
+
+
+def add_demo_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("demo", help="restore bundled photographs and run the exact benchmarks; "
+                       "writes one self-contained HTML report",
+                       description="Offline demo (no download): restores crops of the "
+                       "astronaut and coffee photographs (never seen in training) for several "
+                       "tasks with several diffusion methods and the best classical baseline, "
+                       "runs the Gaussian exact check and the GMM exact-posterior benchmark at "
+                       "d = 8, and writes OUT/report.html.")
+    p.add_argument("--out", default="jaxir-demo", help="output folder (default jaxir-demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/report.html")
+    p.add_argument("--quick", action="store_true", help="fewer images, tasks and steps")
+    p.add_argument("--prior", default="photos64", help="shipped prior name or .npz path "
+                   "(default photos64)")
+    p.add_argument("--samples", type=positive_int, default=2000,
+                   help="samples per sampler in the Gaussian exact check (default 2000)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_cmd_demo)
+    return p
