@@ -28,7 +28,7 @@ def _model(b):
         bb, a, std = bb[:, None, None], a[:, None, None], std[:, None, None]
         v = (bb + a) ** 2 * S + (a**2 * SN**2 + std**2) * jnp.eye(2)
         r = (x - (bb + a)[..., 0] * M)[..., None]
-        x0_hat = M + jnp.einsum("bij,bj->bi", (bb + a) * S, jnp.linalg.solve(v, r)[..., 0])
+        x0_hat = M + jnp.einsum("bij,bj->bi", (bb + a) * S, jnp.linalg.solve(v, r)[..., 0], precision="highest")
         return (x - x0_hat) / b.sde.marginal_coeffs(t)[1][:, None]
 
     return model

@@ -62,7 +62,7 @@ def test_reflow_target_is_the_teachers_straightened_coupling():
         t = jnp.asarray(t, jnp.float32).reshape(-1, 1)
         a = (1 - t)[:, :, None] * M + t[:, :, None] * jnp.eye(3)  # (B, 3, 3)
         x1 = jnp.linalg.solve(a, (x - (1 - t) * c)[..., None])[..., 0]
-        return x1 - (x1 @ M.T + c)
+        return x1 - (jnp.matmul(x1, M.T, precision="highest") + c)
 
     k = jax.random.split(jax.random.key(3), 2)
     batch = {"image": hq.sample(k[0], 4096), "lq": lq.sample(k[1], 4096)}
