@@ -215,6 +215,32 @@ def test_diffusion_restore_runs_on_any_size(tiny_prior):
     assert out.shape == x.shape and np.all(np.isfinite(out))
 
 
+def test_progress_moves_per_sampler_step_and_changes_nothing(tiny_prior, monkeypatch):
+    """progress=True: the bar gets one tick per network evaluation of every batch (here 9
+    windows in batches of 4 -> 3 calls x 3 DDRM steps = 9 ticks, total known from the first
+    tick on), and the restoration is bit-identical to the one without progress."""
+    from jaxir.restore import _restore as R
+
+    bars = []
+
+    class Recording(R.StepBar):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            bars.append(self)
+
+    monkeypatch.setattr(R, "StepBar", Recording)
+    y = _images(1, 32, 32, seed=3)  # 16-px windows, stride 12: 3 x 3 windows
+    kw = dict(prior=tiny_prior, steps=3, batch_size=4, seed=1)
+    plain = restore_images(y, "denoise", "ddrm", **kw)
+    shown = restore_images(y, "denoise", "ddrm", progress=True, **kw)
+    np.testing.assert_array_equal(plain, shown)
+    (bar,) = bars
+    assert bar.count == 9 and bar.bar.total == 9
+    again = restore_images(y, "denoise", "ddrm", progress=True, samples=2, **kw)
+    assert bars[1].count == 3 * 5  # samples=2: 2 windows per call, 5 calls, one tick per step
+    assert again.shape == y.shape
+
+
 def test_evaluate_end_to_end(tiny_prior, tmp_path):
     rows = restore.evaluate(["ddrm", "bicubic"], "sr4", prior=tiny_prior, n=2, steps=2,
                             images=restore.load_eval_images("photos:test", 2, 16))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._methods import Method, get_method
 from ._patches import blend_patches, extract_patches, patch_positions
+from ._progress import StepBar, with_step_callback
 from ._tasks import Task, get_task
 
 _COMPILED: dict = {}
@@ -40,28 +41,40 @@ def _split_output(out):
 
 
 def _patch_runner(prior, method: Method, task: Task, steps: int, chunk: int, patch: int,
-                  channels: int, masked: bool, samples: int = 1):
+                  channels: int, masked: bool, samples: int = 1, progress: bool = False):
     """A jitted ``run(params, key, y_chunk, mask_chunk) -> x_chunk`` (cached per setting) and a
     dict whose ``"nfe"`` is the sampler's network evaluations per sample (known once traced).
+
+    With ``progress`` the network runs through :func:`with_step_callback`, which calls
+    ``info["tick"]()`` on the host once per network evaluation (set it before each call; the
+    compiled function is cached separately from the one without progress).
 
     With ``samples = K > 1`` every window is restored ``K`` times with independent keys (one
     ``vmap`` over the keys) and the ``K`` restorations are averaged: a Monte-Carlo estimate of
     the posterior mean, which is what PSNR rewards (one posterior sample has twice the MSE of
     the mean to the truth; the mean of K has ``(1 + 1/K)`` times it).
     """
-    cache_key = (id(prior), method.name, task, steps, chunk, patch, channels, masked, samples)
+    cache_key = (id(prior), method.name, task, steps, chunk, patch, channels, masked, samples,
+                 progress)
     hit = _COMPILED.get(cache_key)
     if hit is not None and hit[0] is prior:
         return hit[1], hit[2]
     x_shape = (patch, patch, channels)
-    info: dict = {"nfe": None}
+    info: dict = {"nfe": None, "tick": None}
+
+    def tick():
+        if info["tick"] is not None:
+            info["tick"]()
 
     def with_params(params):
-        if getattr(prior, "graphdef", None) is None:
-            return prior
-        from ..models import make_model_fn
+        pr = prior
+        if getattr(prior, "graphdef", None) is not None:
+            from ..models import make_model_fn
 
-        return prior._replace(model_fn=make_model_fn(prior.graphdef, params))
+            pr = prior._replace(model_fn=make_model_fn(prior.graphdef, params))
+        if progress:
+            pr = pr._replace(model_fn=with_step_callback(pr.model_fn, tick))
+        return pr
 
     def draw(pr, key, y, mask):
         if not masked:
@@ -129,7 +142,8 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
       stride: window step in output pixels. batch_size: sampler draws per call (windows ×
         ``samples``).
       channels: channels of the output (the prior's for diffusion methods).
-      progress: show a tqdm bar over batches.
+      progress: show a tqdm bar that moves at every sampler step (a host callback per network
+        evaluation, :mod:`._progress`), with the batch of patches and an ETA.
       samples: restorations averaged per window (diffusion methods; 1 = one posterior sample);
         a call restores ``batch_size // samples`` windows (at least one) ``samples`` times each.
       info: if a dict, filled with ``nfe`` (network evaluations per image window and sample, or
@@ -182,21 +196,37 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
     total = y_p.shape[0]
     chunk = max(1, min(int(batch_size) // samples, total))
     run, run_info = _patch_runner(prior, method, task, steps, chunk, p, channels,
-                                  mask is not None, samples)
+                                  mask is not None, samples, bool(progress))
     params = getattr(prior, "params", None)
     key = jax.random.key(seed)
-    batches = range(math.ceil(total / chunk))
+    n_batches = math.ceil(total / chunk)
+    bar = None
     if progress:
-        from tqdm import tqdm
-
         what = f"{total} patches of {p}px" + (f" x {samples} samples" if samples > 1 else "")
-        batches = tqdm(batches, desc=f"{method.name} {task.name} ({what})", leave=False)
+        bar = StepBar(f"{method.name} {task.name} ({what})")
+        if run_info["nfe"] is not None:  # known from an earlier trace of this runner
+            bar.set_total(run_info["nfe"] * n_batches)
+
+        def tick():  # first tick of a fresh runner: tracing has told the NFE by now
+            if bar.bar.total is None and run_info["nfe"] is not None:
+                bar.set_total(run_info["nfe"] * n_batches)
+            bar()
+
+        run_info["tick"] = tick
     outs = []
-    for b in batches:
-        idx = np.arange(b * chunk, (b + 1) * chunk) % total  # the last batch wraps around
-        mb = jnp.zeros((chunk, 1, 1, 1)) if m_p is None else jnp.asarray(m_p[idx])
-        x = run(params, jax.random.fold_in(key, b), jnp.asarray(y_p[idx]), mb)
-        outs.append(np.asarray(jax.device_get(x)))
+    try:
+        for b in range(n_batches):
+            if bar is not None:
+                bar.set_postfix(f"batch {b + 1}/{n_batches}")
+            idx = np.arange(b * chunk, (b + 1) * chunk) % total  # the last batch wraps around
+            mb = jnp.zeros((chunk, 1, 1, 1)) if m_p is None else jnp.asarray(m_p[idx])
+            x = run(params, jax.random.fold_in(key, b), jnp.asarray(y_p[idx]), mb)
+            outs.append(np.asarray(jax.device_get(x)))
+    finally:
+        if bar is not None:
+            jax.effects_barrier()  # every tick delivered before the bar closes
+            run_info["tick"] = None
+            bar.close()
     x_p = np.concatenate(outs)[:total]
     out = blend_patches(x_p, (n, Hp, Wp, channels), tops, lefts)
     out = out[:, ph[0] * f:Hp - ph[1] * f, pw[0] * f:Wp - pw[1] * f]
