@@ -97,7 +97,7 @@ def diffpir_sample(
         x̂_0  = denoiser(x_t)                                          (Eq. 11, Tweedie)
         x̂_0 ← argmin_z ‖y − A z‖² + ρ_t ‖z − x̂_0‖²,  ρ_t = λ σ² / σ̄_t²     (Eq. 12–13)
         ε̂    = (x_t − α_t x̂_0) / σ_t                                    (from the new x̂_0)
-        x_s  = α_s x̂_0 + √(1−ζ) (√(σ_s² − c²) ε̂ + c z) + √ζ σ_s z'     (Eq. 15, c = η τ)
+        x_s  = α_s x̂_0 + √(1−ζ) (√(σ_s² − c²) ε̂ + c z) + √ζ σ_s z'     (Eq. 15; c = η τ)
 
     with ``σ̄_t = σ_t/α_t`` (``√((1−ᾱ)/ᾱ)``). The data step is solved in closed form for an
     operator with an SVD (``(s² + ρ)⁻¹ (s Uᵀy + ρ Vᵀx̂_0)`` on the observed coefficients; this is
@@ -116,9 +116,13 @@ def diffpir_sample(
     (``zeta=0.1, lambda_=7.0, max_iter=100``), whose authors note differences from the
     official repository. The official scripts set ``lambda_ = 1``, ``zeta = 0.1`` and then
     sweep: deblurring runs λ = 7 with ζ = 0.3, super-resolution λ ∈ {2, …, 12} with ζ = 0.25.
-    Other deviations: the chain starts from the SDE prior (the official code starts from
-    ``y`` noised to ``T``, a ``√ᾱ_T ≈ 0.006`` difference) and the last step applies the data
-    step and returns ``x̂_0`` (the official returns ``x`` at the first DDPM index).
+    The paper's Eq. 15 has no η (the default η = 0 is that equation). For η > 0, ``c = η τ``
+    with DDIM's ``τ = σ_s √(1 − ᾱ_t/ᾱ_s)/σ_t`` of the step actually taken; the official code
+    uses ``η σ_s √β_t/σ_t`` with the single DDPM step's ``β_t`` instead — the same without
+    respacing, less noise with it. Other deviations: the chain starts from the SDE prior (the
+    official code starts from ``y`` noised to ``T``, a ``√ᾱ_T ≈ 0.006`` difference) and the
+    last step applies the data step and returns ``x̂_0`` (the official returns ``x`` at the
+    first DDPM index).
 
     Args:
         key: PRNG key.
