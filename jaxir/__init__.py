@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _SUBMODULES = ("bridges", "data", "exact", "inverse", "latent", "metrics", "models", "operators",
-               "predictions", "priors", "restore", "samplers", "schedules", "sdes", "training")
+               "precision", "predictions", "priors", "restore", "samplers", "schedules", "sdes",
+               "training")
 _NAMES = {
     "Bridge": "bridges",
     "Gaussian": "exact",
     "GaussianMixture": "exact",
+    "exact_precision": "precision",
     "Samples": "samplers",
     "ddim_sample": "samplers",
     "ddpm_sample": "samplers",
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from . import metrics as metrics
     from . import models as models
     from . import operators as operators
+    from . import precision as precision
     from . import predictions as predictions
     from . import priors as priors
     from . import restore as restore
@@ -76,6 +79,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from .bridges import Bridge as Bridge
     from .exact import Gaussian as Gaussian
     from .exact import GaussianMixture as GaussianMixture
+    from .precision import exact_precision as exact_precision
     from .samplers import Samples as Samples
     from .samplers import ddim_sample as ddim_sample
     from .samplers import ddpm_sample as ddpm_sample
