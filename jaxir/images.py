@@ -103,7 +103,7 @@ class ImagePrior(eqx.Module):
     def mean(self):
         """The prior mean as an image ``(H, W, C)`` (a mixture's overall mean)."""
         p = self.prior
-        m = p.mean if hasattr(p, "mean") else jnp.einsum("k,kd->d", p.weights, p.means)
+        m = p.mean if hasattr(p, "mean") else jnp.einsum("k,kd->d", p.weights, p.means, precision="highest")
         return self._image(m)
 
     def sample(self, key, n: int):

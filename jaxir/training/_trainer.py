@@ -66,7 +66,7 @@ def _gaussian_blur(x, sigma: float):
     k = gaussian_kernel(2 * int(math.ceil(3.0 * sigma)) + 1, sigma).astype(x.dtype)
     th = _toeplitz_blur_matrix(x.shape[1], k, "edge")
     tw = _toeplitz_blur_matrix(x.shape[2], k, "edge")
-    return jnp.einsum("ia,nabc,jb->nijc", th, x, tw)
+    return jnp.einsum("ia,nabc,jb->nijc", th, x, tw, precision=jax.lax.Precision.HIGHEST)  # exact
 
 
 _DEGRADATION_HELP = ("use 'sr:F' (integer F), 'blur:S' (S > 0 pixels), 'noise:S' (S >= 0), "
