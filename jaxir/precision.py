@@ -33,7 +33,9 @@ The exact sites go through the helpers of this module (:func:`hmatmul`, :func:`h
 read the level chosen with :func:`exact_precision` **when the function is traced**. The level
 is a ``jax.make_user_context`` value, part of the jit cache key: a function jitted under one
 level is traced again under another, never silently reused. Library code never changes
-``jax.config``.
+``jax.config``. Three products outside the exact layers ask for ``HIGHEST`` directly and do not
+follow the scope: DiffPIR's step-size estimate ``‖A‖²``, the Gaussian blur that makes training
+pairs (``jaxir.training``) and a mixture's mean in ``jaxir.images.ImagePrior``.
 
 Example:
     >>> import jax, jax.numpy as jnp
