@@ -552,3 +552,73 @@ def test_cddb_matches_its_law(nfe, deep):
     x = jax.jit(lambda k: cddb_sample(k, _i2sb_model(), _i2sb_bridge(N), op, y, num_steps=nfe,
                                       step_size=zeta, deep=deep).x)(jax.random.key(7))
     _check(x, law, wrong, f"cddb nfe={nfe} deep={deep}")
+
+
+# ---- item 6: what the default step counts reach, and where the samplers converge -------------
+NC = 10_000  # draws of the convergence tests
+_THR = O.z_threshold(D + D * (D + 1) // 2)
+
+
+def _cov_err(law):
+    return np.abs(law.cov - S).max() / np.abs(S).max()
+
+
+CONVERGED = {  # (sampler, step count at which its law is within 0.6 s.e. of N(M, S) at NC)
+    "ddbm_ve": 480, "ddbm_vp": 1600, "i2sb": 999, "goub": 800}
+
+
+def _law_at(name, steps):
+    if name.startswith("ddbm"):
+        return ddbm_law(name[-2:], steps)
+    return i2sb_law(steps) if name == "i2sb" else goub_law(steps, False)
+
+
+def test_default_step_counts_reach_what_their_docstrings_state():
+    """Exact facts of the oracle (no sampling) behind the docstrings of `ddbm_sample`,
+    `i2sb_sample` and `goub_sample`: the relative covariance error max|ΔΣ|/max|Σ| at the default
+    step counts (DDBM 40: 8 % VE, 9 % VP; I2SB 100: 4 %, default 999: 0.5 %; GOUB T = 100: 5 %
+    and a mean error of 0.013), each many thresholds from the true law at 40,000 draws; and the
+    step counts of `CONVERGED`, where the bias is at most 0.6 s.e. at 10,000 draws — so a
+    z-test of that many draws against the *true* law then fails with probability < 1e-4
+    (|N(0.6, 1)| > 4.87 for one of 9 statistics), which the tests below use."""
+    for name, default, pct in (("ddbm_ve", 40, 8), ("ddbm_vp", 40, 9), ("i2sb", 100, 4),
+                               ("goub", 100, 5)):
+        law = _law_at(name, default)
+        assert round(100 * _cov_err(law)) == pct, (name, _cov_err(law))
+        assert O.law_distance_in_se(TRUE, law, N) > 1.4 * _THR, name
+    assert round(1000 * _cov_err(i2sb_law(999))) == 5
+    assert round(np.abs(goub_law(100, False).mean - M).max(), 3) == 0.013
+    for name, steps in CONVERGED.items():
+        assert O.law_distance_in_se(TRUE, _law_at(name, steps), NC) <= 0.6, name
+
+
+@pytest.mark.parametrize("name", list(CONVERGED))
+def test_converges_to_the_true_law(name):
+    """At the `CONVERGED` step counts jaxir's draws match the *true* law N(M, S) (10,000 draws;
+    the oracle puts the remaining bias at ≤ 0.6 s.e., see the test above). I2SB runs with its
+    default (the official 999 steps)."""
+    steps = CONVERGED[name]
+    key = jax.random.key(11)
+    if name.startswith("ddbm"):
+        kind = name[-2:]
+        x = jax.jit(lambda k: ddbm_sample(k, _ddbm_denoiser(kind), _ddbm_bridge(kind, NC),
+                                          num_steps=steps).x)(key)
+    elif name == "i2sb":
+        x = jax.jit(lambda k: i2sb_sample(k, _i2sb_model(), _i2sb_bridge(NC)).x)(key)
+    else:
+        b = bridges.goub(jnp.broadcast_to(jnp.asarray(Y, F32), (NC, D)), lam=LAM, T=steps, eps=EPS)
+        x = jax.jit(lambda k: goub_sample(k, _goub_model(steps), b, mean_ode=False).x)(key)
+    O.assert_law(np.asarray(x, np.float64), TRUE, f"{name} at {steps} steps vs the true law")
+
+
+def test_i2sb_grid_is_the_official_space_indices():
+    """`i2sb_time_grid` maps I2SB's ``space_indices(N, nfe + 1)`` (cumulative float stride and
+    Python ``round``) to ``t = (n + 1)/N``; at nfe = 20 and 500 its .5 ties differ from
+    rounding ``linspace`` (step 499, not 500)."""
+    from jaxir.samplers import i2sb_time_grid
+
+    b = _i2sb_bridge(1)
+    for nfe in (10, 20, 100, 500, 999):
+        idx = np.asarray(O.space_indices(NB, nfe + 1))[::-1]
+        np.testing.assert_array_equal(np.round(i2sb_time_grid(b, nfe) * NB).astype(int) - 1, idx)
+    assert 499 in O.space_indices(NB, 21) and 500 in np.round(np.linspace(0, NB - 1, 21))

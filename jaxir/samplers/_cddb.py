@@ -26,7 +26,7 @@ import numpy as np
 
 from .._utils import bcast
 from ..bridges import Bridge, posterior
-from ._bridge import i2sb_time_grid
+from ._bridge import _i2sb_default_steps, i2sb_time_grid
 from ._common import Samples, all_finite, scan_steps
 
 __all__ = ["cddb_sample", "measurement_residual"]
@@ -47,7 +47,7 @@ def _sq_residual(op, x, y):
     return jnp.sum(r**2)
 
 
-def cddb_sample(key, model_fn, bridge: Bridge, op, y, *, num_steps: int = 100,
+def cddb_sample(key, model_fn, bridge: Bridge, op, y, *, num_steps: int | None = None,
                 step_size: float = 1.0, deep: bool = False, ot_ode: bool = False, cond=None,
                 clip_x0: bool = False, save_every: int | None = None,
                 checkpoint: bool = False) -> Samples:
@@ -55,7 +55,7 @@ def cddb_sample(key, model_fn, bridge: Bridge, op, y, *, num_steps: int = 100,
 
     ``model_fn``, ``bridge``, ``num_steps``, ``ot_ode``, ``cond``, ``clip_x0``: as
     :func:`jaxir.samplers.i2sb_sample` (``x_T = bridge.y``, e.g. ``A⁺ y`` or the upsampled
-    LQ). ``op``: a differentiable operator on single examples (``op.A(x)``; a
+    LQ; ``num_steps`` defaults to the official ``N − 1``, CDDB's ``sample.py``). ``op``: a differentiable operator on single examples (``op.A(x)``; a
     :class:`jaxir.operators.LinearOperator`), applied per example with ``vmap``; ``y``:
     ``(B, *y_shape)`` measurements. ``deep=False``: CDDB (gradient in x_0, no network
     backprop); ``deep=True``: CDDB-deep (gradient through the network w.r.t. x_t). The
@@ -64,6 +64,7 @@ def cddb_sample(key, model_fn, bridge: Bridge, op, y, *, num_steps: int = 100,
     CDDB-deep step also runs one backward pass). ``extras``: the final per-example
     ``‖A x − y‖``.
     """
+    num_steps = _i2sb_default_steps(bridge) if num_steps is None else num_steps
     sde = bridge.sde
     ts = i2sb_time_grid(bridge, num_steps)
     x = jnp.asarray(bridge.y)

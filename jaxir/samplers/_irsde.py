@@ -179,6 +179,12 @@ def goub_sample(key, model_fn, bridge: Bridge, *, x_init=None, mean_ode: bool = 
     drift (so the Mean-ODE stays at μ for that step) — the network's error is never divided by
     a vanishing std. ``nfe = T`` (the network is called at t = T, its output unused, as in the
     official loop).
+
+    What the official T = 100 reaches: one Euler–Maruyama step per grid step, a first-order
+    error in 1/T. With the exact bridge score of a 3-D Gaussian (λ = 0.3,
+    ``tests/test_oracle_bridges.py``) the stochastic sampler's output at T = 100 has a
+    covariance error of 5 % of max|Σ| and a mean error of 0.013 (7 standard errors at 40,000
+    draws); the error halves with each doubling of T (below 1 % at T = 800).
     """
     _check_sde(bridge.sde)
     mu = bridge.y
