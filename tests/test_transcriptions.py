@@ -165,7 +165,7 @@ class TanhDense(Operator):
         self.y_shape, self.x_shape = (self.w.shape[0],), (self.w.shape[1],)
 
     def A(self, x):
-        return jnp.tanh(self.w @ x)
+        return jnp.tanh(jnp.matmul(self.w, x, precision="highest"))
 
 
 @functools.lru_cache(maxsize=None)
