@@ -156,7 +156,7 @@ def test_gmm_problem_is_exact():
     post = mix.posterior(p.A, p.sigma_y, p.y)
     np.testing.assert_allclose(post.weights, p.post_weights, atol=1e-5)
     np.testing.assert_allclose(post.means, p.post_means, atol=1e-3)
-    cov = (p.vt.T * p.post_scale**2) @ p.vt
+    cov = jnp.matmul(p.vt.T * p.post_scale**2, p.vt, precision="highest")
     np.testing.assert_allclose(post.covs[0], cov, atol=1e-5)
     s = jnp.linalg.svd(p.A, compute_uv=False)
     assert bool(jnp.all(s < 1.0)) and float(p.sigma_y) <= float(s[0])
