@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html as _html
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,25 @@ def figure_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}"
+def fmt(v) -> str:
+    """One format for every value in a report: booleans as ``yes`` / ``no``; numbers with 4
+    significant digits (scientific below 1e-3 and from 1e5); a missing value (None, NaN) as
+    ``–``."""
+    if v is None:
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return "–"
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
+        if v == 0 or 1e-3 <= abs(v) < 1e5:
+            return f"{v:.4g}"
+        return f"{v:.3e}"
     return str(v)
 
 
@@ -76,12 +93,13 @@ class Report:
         self._parts.append(f"<pre>{_html.escape(text)}</pre>")
 
     def table(self, rows: list[dict], columns: list[str] | None = None) -> None:
+        """An HTML table, one row per dict (values through :func:`fmt`)."""
         if not rows:
             return
         cols = columns or list(rows[0])
         head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in cols)
         body = "".join(
-            "<tr>" + "".join(f"<td>{_html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+            "<tr>" + "".join(f"<td>{_html.escape(fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
             for r in rows)
         self._parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
@@ -107,7 +125,16 @@ class Report:
                 f"<h1>{_html.escape(self.title)}</h1>" + "\n".join(self._parts) + "</body></html>")
 
     def write(self, path) -> Path:
+        """Write the HTML to ``path`` atomically (a temporary file renamed over it)."""
+        import os
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding="utf-8")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(self.html(), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
         return path

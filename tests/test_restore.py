@@ -6,6 +6,7 @@ it tests the plumbing, not the quality); one smoke test uses the shipped photos6
 
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jax
@@ -253,22 +254,88 @@ def test_evaluate_end_to_end(tiny_prior, tmp_path):
     assert "| ddrm (2 steps) | 2 |" in md_path.read_text() and "±" in md_path.read_text()
 
 
-def test_demo_report_is_self_contained(tiny_prior, tmp_path):
+class _ReportParser(HTMLParser):
+    """Collects the images, the tables (as lists of rows of cell texts) and all visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.tables, self.text = [], [], []
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_demo_report_renders(tiny_prior, tmp_path):
+    """report.html through an HTML parser: every image embedded as a decodable PNG, no NaN
+    anywhere, one results table per task with a verdict against the task's best classical
+    baseline, the posterior maps of the averaged run, the GMM table as an HTML table."""
+    import base64
+    import io
+
+    from PIL import Image
+
     from jaxir.restore._demo import run_demo
 
-    plan = {"denoise": ({"ddrm": 2}, "gaussian"), "sr4": ({"ddrm": 2, "ddrm*2": 2}, "bicubic")}
+    plan = {"denoise": ({"ddrm": 2}, None), "sr4": ({"ddrm": 2, "ddrm*2": 2}, None)}
+    gmm = dict(methods=("ddrm", "mcgdiff-32"), num_samples=40, num_reference=80, num_steps=4)
     path, ok = run_demo(tiny_prior, tmp_path, size=20, plan=plan, gaussian_samples=0,
-                        gmm={}, progress=False)
+                        gmm=gmm, progress=False)
     html = path.read_text()
     assert path.name == "report.html" and html.startswith("<!DOCTYPE html>")
-    srcs = re.findall(r'src="([^"]*)"', html)
-    # 2 images × (truth, input, baseline, ddrm) for denoise, + the mean of 2 ddrm for sr4
-    assert len(srcs) == 2 * 4 + 2 * 5
-    assert "ddrm (mean of 2)" in html and "NFE" in html
-    assert all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in html and "https://" not in html and "<link" not in html
-    assert "PSNR (dB)" in html and "beats input" in html
-    assert isinstance(ok, bool)
+    rp = _ReportParser()
+    rp.feed(html)
+    # per task a comparison figure; the mean of 2 adds its posterior maps; the GMM plot
+    assert len(rp.imgs) == 2 + 1 + 1
+    for src in rp.imgs:
+        assert src.startswith("data:image/png;base64,")
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert im.format == "PNG" and min(im.size) > 50
+    text = " ".join(rp.text)
+    assert "nan" not in text.lower().split() and "NaN" not in html and "True" not in text
+    denoise, sr4, gmm_table = rp.tables
+    head = denoise[0]
+    assert head[0] == "method" and head[-1] == "vs best baseline"
+    assert [r[0] for r in denoise[1:]] == ["input A⁺y", "gaussian", "ddrm"]
+    assert [r[0] for r in sr4[1:]] == ["input A⁺y", "bicubic", "ddrm", "ddrm (mean of 2)"]
+    verdicts = [r[-1] for r in denoise[1:] + sr4[1:]]
+    assert verdicts[1] == "(baseline)" and verdicts[4] == "(baseline)"
+    for v, row in zip(verdicts, denoise[1:] + sr4[1:]):
+        if row[0] in ("ddrm", "ddrm (mean of 2)"):
+            assert re.fullmatch(r"(beats|loses to) (gaussian|bicubic) \([+−]\d+\.\d\d dB\)",
+                                v), v
+    assert gmm_table[0] == ["method", "dy = 1", "dy = 2", "dy = 4", "seconds / run"]
+    assert [r[0] for r in gmm_table[1:]] == ["ddrm", "mcgdiff-32", "exact vs exact (noise floor)"]
+    assert "Summary" in text and ("beats" in text or "loses" in text)
+    assert f"All checks passed: {'yes' if ok else 'no'}." in text
+
+
+def test_report_number_format():
+    from jaxir.report import fmt
+
+    assert [fmt(v) for v in (True, False, np.bool_(True), None, float("nan"), 3, 25.126,
+                             0.67812, 12.0, 0.0, 1.5e-5, 123456.7)] == [
+        "yes", "no", "yes", "–", "–", "3", "25.13", "0.6781", "12", "0", "1.500e-05",
+        "1.235e+05"]
 
 
 def test_report_figure_is_inlined(tmp_path):

@@ -202,6 +202,21 @@ METHODS: dict[str, Method] = {
 }
 DIFFUSION_METHODS = tuple(m for m in METHODS.values() if m.kind == "diffusion")
 
+#: The best classical baseline of each task on the held-out evaluation
+#: (``experiments/evaluate/``, 20 crops of ``photos:test``, PSNR): denoise ``gaussian`` (27.55 dB;
+#: wiener 26.67), sr4 ``bicubic`` (25.50; ``nearest`` is A⁺y, 23.88), inpaint ``biharmonic``
+#: (28.15), inpaint_box ``biharmonic`` (the only one), deblur ``wiener`` (see
+#: ``experiments/evaluate/deblur``), colorize: none besides A⁺y (``pinv``).
+BEST_BASELINES: dict[str, str] = {
+    "denoise": "gaussian", "sr4": "bicubic", "deblur": "wiener", "inpaint": "biharmonic",
+    "inpaint_box": "biharmonic", "colorize": "pinv",
+}
+
+
+def best_baseline(task: str) -> str:
+    """The classical method to compare a restoration of ``task`` with (:data:`BEST_BASELINES`)."""
+    return BEST_BASELINES[task]
+
 
 def get_method(name: str, task: str | None = None) -> Method:
     """The `Method` called ``name``, checked against ``task``; ``ValueError`` otherwise."""

@@ -41,13 +41,15 @@ def _split_output(out):
 
 
 def _patch_runner(prior, method: Method, task: Task, steps: int, chunk: int, patch: int,
-                  channels: int, masked: bool, samples: int = 1, progress: bool = False):
+                  channels: int, masked: bool, samples: int = 1, progress: bool = False,
+                  keep: bool = False):
     """A jitted ``run(params, key, y_chunk, mask_chunk) -> x_chunk`` (cached per setting) and a
     dict whose ``"nfe"`` is the sampler's network evaluations per sample (known once traced).
 
     With ``progress`` the network runs through :func:`with_step_callback`, which calls
     ``info["tick"]()`` on the host once per network evaluation (set it before each call; the
-    compiled function is cached separately from the one without progress).
+    compiled function is cached separately from the one without progress). With ``keep`` the
+    ``samples`` restorations come back unaveraged, ``(samples, chunk, ...)``.
 
     With ``samples = K > 1`` every window is restored ``K`` times with independent keys (one
     ``vmap`` over the keys) and the ``K`` restorations are averaged: a Monte-Carlo estimate of
@@ -55,7 +57,7 @@ def _patch_runner(prior, method: Method, task: Task, steps: int, chunk: int, pat
     the mean to the truth; the mean of K has ``(1 + 1/K)`` times it).
     """
     cache_key = (id(prior), method.name, task, steps, chunk, patch, channels, masked, samples,
-                 progress)
+                 progress, keep)
     hit = _COMPILED.get(cache_key)
     if hit is not None and hit[0] is prior:
         return hit[1], hit[2]
@@ -93,9 +95,10 @@ def _patch_runner(prior, method: Method, task: Task, steps: int, chunk: int, pat
     def run(params, key, y, mask):
         pr = with_params(params)
         if samples == 1:  # the same key as without averaging: samples=1 is the plain sampler
-            return draw(pr, key, y, mask)
+            x = draw(pr, key, y, mask)
+            return x[None] if keep else x
         xs = jax.vmap(lambda k: draw(pr, k, y, mask))(jax.random.split(key, samples))
-        return jnp.mean(xs, axis=0)
+        return xs if keep else jnp.mean(xs, axis=0)
 
     fn = jax.jit(run)
     _COMPILED[cache_key] = (prior, fn, info)
@@ -105,7 +108,7 @@ def _patch_runner(prior, method: Method, task: Task, steps: int, chunk: int, pat
 def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None = None,
                    seed: int = 0, stride: int | None = None, batch_size: int = 16,
                    channels: int = 3, progress: bool = False, samples: int = 1,
-                   info: dict | None = None) -> np.ndarray:
+                   info: dict | None = None, return_samples: bool = False):
     """Restore a batch of same-size measurements ``y`` ``(N, h, w, c_y)`` in [-1, 1].
 
     Diffusion methods (``method.kind == "diffusion"``) restore **patch-wise** with the
@@ -148,9 +151,13 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
         a call restores ``batch_size // samples`` windows (at least one) ``samples`` times each.
       info: if a dict, filled with ``nfe`` (network evaluations per image window and sample, or
         None if the sampler does not report it), ``windows`` (total), ``samples``, ``steps``.
+      return_samples: also return the ``samples`` restorations themselves (diffusion methods),
+        for posterior standard deviations (:func:`jaxir.plot.posterior_maps`).
 
     Returns:
-      ``(N, H, W, channels)`` float32 in [-1, 1].
+      ``(N, H, W, channels)`` float32 in [-1, 1]; with ``return_samples`` the pair
+      ``(mean, samples)``, ``samples`` ``(samples, N, H, W, channels)`` (each blended and
+      clipped; ``mean`` is their average, clipped).
     """
     task = _as_task(task)
     method = _as_method(method, task)
@@ -171,7 +178,8 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
         out = [method.run(y[i], task, None if mask is None else mask[i]) for i in range(n)]
         if info is not None:
             info.update(nfe=0, windows=n, samples=1, steps=None)
-        return np.stack(out).astype(np.float32)
+        out = np.stack(out).astype(np.float32)
+        return (out, out[None]) if return_samples else out
     if prior is None:
         raise ValueError(f"method {method.name!r} needs a prior")
     p, channels = int(prior.image_size), int(prior.channels)
@@ -196,7 +204,8 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
     total = y_p.shape[0]
     chunk = max(1, min(int(batch_size) // samples, total))
     run, run_info = _patch_runner(prior, method, task, steps, chunk, p, channels,
-                                  mask is not None, samples, bool(progress))
+                                  mask is not None, samples, bool(progress),
+                                  bool(return_samples))
     params = getattr(prior, "params", None)
     key = jax.random.key(seed)
     n_batches = math.ceil(total / chunk)
@@ -227,12 +236,18 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
             jax.effects_barrier()  # every tick delivered before the bar closes
             run_info["tick"] = None
             bar.close()
-    x_p = np.concatenate(outs)[:total]
-    out = blend_patches(x_p, (n, Hp, Wp, channels), tops, lefts)
-    out = out[:, ph[0] * f:Hp - ph[1] * f, pw[0] * f:Wp - pw[1] * f]
     if info is not None:
         info.update(nfe=run_info["nfe"], windows=total, samples=samples, steps=steps)
-    return np.clip(out, -1.0, 1.0)
+
+    def assemble(x_p):
+        out = blend_patches(x_p[:total], (n, Hp, Wp, channels), tops, lefts)
+        return np.clip(out[:, ph[0] * f:Hp - ph[1] * f, pw[0] * f:Wp - pw[1] * f], -1.0, 1.0)
+
+    if return_samples:
+        xs = np.concatenate(outs, axis=1)  # (samples, windows, ...)
+        each = np.stack([assemble(x) for x in xs])
+        return np.clip(each.mean(0), -1.0, 1.0), each
+    return assemble(np.concatenate(outs))
 
 
 def restore_image(y, task, method, *, mask=None, **kwargs) -> np.ndarray:
@@ -241,4 +256,7 @@ def restore_image(y, task, method, *, mask=None, **kwargs) -> np.ndarray:
     if y.ndim != 3:
         raise ValueError(f"y must be (h, w, c), got shape {y.shape}")
     m = None if mask is None else np.asarray(mask)[None]
-    return restore_images(y[None], task, method, mask=m, **kwargs)[0]
+    out = restore_images(y[None], task, method, mask=m, **kwargs)
+    if kwargs.get("return_samples"):
+        return out[0][0], out[1][:, 0]
+    return out[0]
