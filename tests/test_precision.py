@@ -374,23 +374,6 @@ def _bf16_network(prior, sde):
     return make_model_fn(graphdef, params, compute_dtype=jnp.bfloat16)
 
 
-def test_bfloat16_network_keeps_the_exact_parts_exact():
-    """Noiseless DDNM with the exact denoiser run as a bfloat16 network: the network's error
-    is bf16-sized, yet the samples satisfy A x = y to float32 accuracy (the tolerance of
-    ``test_inverse.test_noiseless_data_consistency``, 1e-4), because the range-space
-    correction x̂0 − A⁺(A x̂0 − y) runs in float32 at HIGHEST whatever the network's dtype."""
-    prior, op, y = _ddnm_problem()
-    net = _bf16_network(prior, _SDE)
-    x = jax.random.normal(jax.random.key(2), (64, _D))
-    err = jnp.abs(net(x, 0.3) - prior.model_fn(_SDE, "eps")(x, 0.3)).max()
-    assert 1e-4 < float(err) < 0.1, float(err)  # the network really is bfloat16
-    out = jax.jit(lambda k: inverse.ddnm_sample(k, net, _SDE, op, y, 0.0, (128, _D),
-                                                num_steps=20))(jax.random.key(5))
-    assert out.x.dtype == jnp.float32 and bool(out.finite)
-    resid = np.sqrt(np.mean(np.sum((np.asarray(out.x) @ np.asarray(op.matrix).T - y) ** 2, -1)))
-    assert resid < 1e-4, resid
-
-
 _EMULATED = textwrap.dedent(
     """
     import json, sys
@@ -405,6 +388,8 @@ _EMULATED = textwrap.dedent(
     plain = float(np.abs(np.asarray(jax.jit(lambda u: u @ u)(a)) - ref).max() / np.abs(ref).max())
     prior, op, y = tp._ddnm_problem()
     net = tp._bf16_network(prior, tp._SDE)
+    xs = jax.random.normal(jax.random.key(2), (64, tp._D))
+    net_err = float(jnp.abs(net(xs, 0.3) - prior.model_fn(tp._SDE, "eps")(xs, 0.3)).max())
 
     def run():
         out = jax.jit(lambda k: inverse.ddnm_sample(k, net, tp._SDE, op, y, 0.0, (128, tp._D),
@@ -414,7 +399,7 @@ _EMULATED = textwrap.dedent(
 
     post = prior.posterior(op.matrix, 0.2, y)
     exact = tp.oracle_posterior_mean(prior, op, y)
-    res = dict(plain=plain, highest=run(),
+    res = dict(plain=plain, net_err=net_err, highest=run(),
                post_err=float(np.abs(np.asarray(post.mean) - exact).max()))
     with precision.exact_precision("default"):
         res["default"] = run()
@@ -435,10 +420,14 @@ def oracle_posterior_mean(prior, op, y, sigma_y=0.2):
 
 def test_on_an_emulated_tpu_the_exact_parts_stay_exact():
     """A CPU whose default-precision products round their operands to bfloat16 (a TPU's one
-    pass; ``JAXIR_EMULATE_MATMUL=bf16``). A plain product is then off by ~2⁻⁸ relative, but the
-    exact posterior stays at float32 accuracy and noiseless DDNM with a bf16 network keeps
-    A x = y to 1e-4; asking for the default level instead (``exact_precision("default")``)
-    breaks both — the checks see the precision of the exact parts, not the network's."""
+    pass; ``JAXIR_EMULATE_MATMUL=bf16``), and the exact Gaussian denoiser run as a bfloat16
+    network (``GaussianDenoiserNet`` through ``make_model_fn(compute_dtype=bf16)``). A plain
+    product is then off by ~2⁻⁸ relative and the network by bf16 rounding, yet the exact
+    posterior stays at float32 accuracy and noiseless DDNM keeps A x = y to 1e-4 (the tolerance
+    of ``test_inverse.test_noiseless_data_consistency``): its range-space correction
+    x̂0 − A⁺(A x̂0 − y) runs in float32 at HIGHEST whatever the network's dtype. Asking for the
+    default level instead (``exact_precision("default")``) breaks both — the checks see the
+    precision of the exact parts, not the network's."""
     tests = str(Path(__file__).resolve().parent)
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAXIR_EMULATE_MATMUL="bf16",
                PYTHONPATH=os.pathsep.join([str(Path(tests).parent), tests]))
@@ -447,5 +436,6 @@ def test_on_an_emulated_tpu_the_exact_parts_stay_exact():
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["plain"] > 2e-4, r  # the emulation is live: bf16 operands, not float32
+    assert 1e-4 < r["net_err"] < 0.1, r  # the network really runs in bfloat16
     assert r["highest"] < 1e-4 and r["post_err"] < 1e-4, r
     assert r["default"] > 1e-3 and r["post_err_default"] > 1e-3, r
