@@ -51,6 +51,8 @@ elif d.platform != "cpu":
 EOF
 )
   export JAX_PLATFORMS=${ACC:+$ACC,}cpu
+elif [[ ",$JAX_PLATFORMS," != *,cpu,* ]]; then
+  export JAX_PLATFORMS=$JAX_PLATFORMS,cpu  # given without the CPU: keep it anyway
 fi
 echo "JAX_PLATFORMS=$JAX_PLATFORMS  ($(elapsed) s)"
 "$PY" experiments/accelerator/report.py env --out "$OUT"
@@ -77,7 +79,7 @@ tail -n 3 "$OUT/pytest.log"
 STOP_AFTER=${STOP_AFTER:-400}
 if [ "$DRY" = 1 ]; then
   PERF_ARGS="--net tiny --batch 2 --n 5,10 --budget 40 --train-reserve 20"
-  PERF_TIMEOUT=${PERF_TIMEOUT:-150}
+  PERF_TIMEOUT=${PERF_TIMEOUT:-240}
 else
   PERF_ARGS="--net small --batch 64 --n 20,100 --budget 75"
   PERF_TIMEOUT=${PERF_TIMEOUT:-100}
