@@ -17,8 +17,9 @@ always compute in float32, so a result proven on a CPU silently changes on an ac
   every particle weight, log-density and quadratic form built from them; the metrics and
   their networks (distances, SSIM's window, LPIPS, the FID InceptionV3 and ``FeatureNet``);
   the degradations that make training pairs. Decompositions (``eigh``, ``svd``, ``solve``,
-  ``slogdet``) run in the backends' solvers, which JAX already calls at full float32; the
-  bicubic SVD and the FID statistics are float64 (NumPy, on the host). Nothing else in jaxir
+  ``slogdet``) are left to the backends' solvers (cuSOLVER on NVIDIA; JAX's own products
+  inside ``solve`` already ask for HIGHEST) — not measured on a TPU; the bicubic SVD and the
+  FID statistics are float64 (NumPy, on the host). Nothing else in jaxir
   multiplies matrices: samplers, SDEs, bridges, likelihoods (``jaxir.samplers.log_likelihood``)
   and the prediction conversions are elementwise arithmetic and reductions, which are float32
   on every backend.
