@@ -19,8 +19,8 @@ always compute in float32, so a result proven on a CPU silently changes on an ac
   the degradations that make training pairs. Decompositions (``eigh``, ``svd``, ``solve``,
   ``slogdet``) are left to the backends' solvers (cuSOLVER on NVIDIA; JAX's own products
   inside ``solve`` already ask for HIGHEST) — not measured on a TPU; the bicubic SVD and the
-  FID statistics are float64 (NumPy, on the host). Nothing else in jaxir
-  multiplies matrices: samplers, SDEs, bridges, likelihoods (``jaxir.samplers.log_likelihood``)
+  FID statistics are float64 (NumPy, on the host). Outside the networks nothing else in
+  jaxir multiplies matrices: samplers, SDEs, bridges, likelihoods (``jaxir.samplers.log_likelihood``)
   and the prediction conversions are elementwise arithmetic and reductions, which are float32
   on every backend.
 * **Network** — the score network (:mod:`jaxir.models`) runs at the backend default and,
