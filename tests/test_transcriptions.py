@@ -263,7 +263,7 @@ DPS_CASES = {
     "linear-ddpm-s10-zeta.3": (_linear, 10, 0.3, False, None, "squared"),
     "linear-ddpm-s25-zeta1-clip": (_linear, 25, 1.0, True, None, "unclipped_residual"),
     "tanh-ddpm-s10-zeta1-clip": (_tanh, 10, 1.0, True, None, "squared"),
-    "tanh-ddim-s25-eta.5-zeta.5": (_tanh, 25, 0.5, False, 0.5, "squared"),
+    "tanh-ddim-s25-eta.5-zeta.5-clip": (_tanh, 25, 0.5, True, 0.5, "unclipped_residual"),
 }
 
 
