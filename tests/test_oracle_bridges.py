@@ -138,7 +138,7 @@ def _irsde_model(T):
         i = jnp.round(t).astype(jnp.int32)
         x = r + mu
         mean = y_ + w_[i, None] * (m_ - y_)
-        return sbar_[i, None] * jnp.einsum("bij,bj->bi", Cinv_[i], x - mean)
+        return sbar_[i, None] * jnp.einsum("bij,bj->bi", Cinv_[i], x - mean, precision="highest")
 
     return model
 
@@ -203,7 +203,7 @@ def _goub_model(T):
     def model(r, t, mu):
         i = jnp.minimum(jnp.round(t).astype(jnp.int32), T - 1)
         mean = m_[i, None] * mm + n_[i, None] * y_
-        return f_[i, None] * jnp.einsum("bij,bj->bi", Ci_[i], r + mu - mean)
+        return f_[i, None] * jnp.einsum("bij,bj->bi", Ci_[i], r + mu - mean, precision="highest")
 
     return model
 
@@ -280,7 +280,7 @@ def _i2sb_model():
 
     def model(x, t, cond):
         i = jnp.round(t * NB).astype(jnp.int32) - 1
-        x0 = jnp.einsum("bij,bj->bi", J_[i], x) + c_[i]
+        x0 = jnp.einsum("bij,bj->bi", J_[i], x, precision="highest") + c_[i]
         return (x - x0) / sd_[i, None]
 
     return model
@@ -427,8 +427,9 @@ def _ddbm_denoiser(kind):
 
     def den(x, t, y):
         b, a, std = (c[:, None] for c in coeffs(t))
-        r = (x - b * m_ - a * y_) @ vec_
-        return m_ + (b * lam_ / (b * b * lam_ + std * std) * r) @ vec_.T
+        r = jnp.matmul(x - b * m_ - a * y_, vec_, precision="highest")
+        return m_ + jnp.matmul(b * lam_ / (b * b * lam_ + std * std) * r, vec_.T,
+                               precision="highest")
 
     return den
 
@@ -493,7 +494,7 @@ def _resshift_model(T):
 
     def model(x_in, t, cond):
         i = jnp.round(t).astype(jnp.int32)
-        return jnp.einsum("bij,bj->bi", J_[i], x_in * scale[i, None]) + c_[i]
+        return jnp.einsum("bij,bj->bi", J_[i], x_in * scale[i, None], precision="highest") + c_[i]
 
     return model
 

@@ -66,10 +66,11 @@ def _check(x, law: Law, wrong: dict, label: str):
     O.assert_law(x, law, label)
 
 
-def _den(a, s):
+def _den(a, s, mu=MU, sig=SIG):
     """The exact denoiser at ``x_t = a x_0 + s ε``: ``x̂_0 = J x + b`` and ``ε̂ = Pe x + qe``."""
-    J, b = O.gaussian_denoiser(MU, SIG, a, s)
-    return J, b, (I - a * J) / s, -a * b / s
+    J, b = O.gaussian_denoiser(mu, sig, a, s)
+    eye = np.eye(len(mu))
+    return J, b, (eye - a * J) / s, -a * b / s
 
 
 def _marginal(a, s) -> Law:
@@ -77,34 +78,35 @@ def _marginal(a, s) -> Law:
 
 
 # ---- DDPM and DDIM on the discrete chain -----------------------------------------------------
-def ddim_law(start: Law, idx, prev, eta: float, model_idx=None) -> Law:
+def ddim_law(start: Law, idx, prev, eta: float, model_idx=None, prior=(MU, SIG)) -> Law:
     """DDIM (Song et al. 2021, Eq. 12; ermongroup/ddim ``generalized_steps``): on the respaced
     grid ``t → s``, ``x̂_0 = (x − √(1−ᾱ_t) ε̂)/√ᾱ_t``,
     ``c_1 = η √((1 − ᾱ_t/ᾱ_s)(1 − ᾱ_s)/(1 − ᾱ_t))``, ``c_2 = √(1 − ᾱ_s − c_1²)``,
     ``x_s = √ᾱ_s x̂_0 + c_2 ε̂ + c_1 z`` (ᾱ_{−1} = 1). ``model_idx``: where the model is queried
-    (a wrong-grid variant), default the step's own index."""
-    law = start
+    (a wrong-grid variant), default the step's own index; ``prior``: ``(μ, Σ)``."""
+    law, eye = start, np.eye(start.dim)
     for k, (t, s) in enumerate(zip(idx, prev)):
         at, as_ = ABAR[t], 1.0 if s < 0 else ABAR[s]
         m = t if model_idx is None else model_idx[k]
-        J, b, Pe, qe = _den(np.sqrt(ABAR[m]), np.sqrt(1 - ABAR[m]))
+        J, b, Pe, qe = _den(np.sqrt(ABAR[m]), np.sqrt(1 - ABAR[m]), *prior)
         c1 = eta * np.sqrt((1 - at / as_) * (1 - as_) / (1 - at))
         c2 = np.sqrt(1 - as_ - c1**2)
-        law = law.push(np.sqrt(as_) * J + c2 * Pe, np.sqrt(as_) * b + c2 * qe, c1 * I)
+        law = law.push(np.sqrt(as_) * J + c2 * Pe, np.sqrt(as_) * b + c2 * qe, c1 * eye)
     return law
 
 
-def ddpm_law(start: Law, idx, prev, variance: str, model_idx=None, betas_of_step=None) -> Law:
+def ddpm_law(start: Law, idx, prev, variance: str, model_idx=None, betas_of_step=None,
+             prior=(MU, SIG)) -> Law:
     """Ancestral DDPM (Ho et al. 2020, Eq. 7 and Alg. 2) respaced as improved-diffusion's
     ``SpacedDiffusion`` (β'_t = 1 − ᾱ_t/ᾱ_s on the kept steps): mean
     ``√ᾱ_s β'/(1−ᾱ_t) x̂_0 + √(1−β') (1−ᾱ_s)/(1−ᾱ_t) x_t``, variance β̃ = (1−ᾱ_s)/(1−ᾱ_t) β'
     ("fixed_small") or β' ("fixed_large"), no noise on the last step (``nonzero_mask``).
     ``betas_of_step``: use these β instead of the respaced ones (a respacing bug)."""
-    law = start
+    law, I = start, np.eye(start.dim)
     for k, (t, s) in enumerate(zip(idx, prev)):
         at, as_ = ABAR[t], 1.0 if s < 0 else ABAR[s]
         m = t if model_idx is None else model_idx[k]
-        J, b, _, _ = _den(np.sqrt(ABAR[m]), np.sqrt(1 - ABAR[m]))
+        J, b, _, _ = _den(np.sqrt(ABAR[m]), np.sqrt(1 - ABAR[m]), *prior)
         bt = 1 - at / as_ if betas_of_step is None else betas_of_step[k]
         c0 = np.sqrt(as_) * bt / (1 - at)
         ct = np.sqrt(1 - bt) * (1 - as_) / (1 - at)
@@ -114,8 +116,9 @@ def ddpm_law(start: Law, idx, prev, variance: str, model_idx=None, betas_of_step
     return law
 
 
-def _start_discrete(t0) -> Law:
-    return _marginal(np.sqrt(ABAR[t0]), np.sqrt(1 - ABAR[t0]))
+def _start_discrete(t0, prior=(MU, SIG)) -> Law:
+    a, s = np.sqrt(ABAR[t0]), np.sqrt(1 - ABAR[t0])
+    return Law.of(a * prior[0], a * a * prior[1] + s * s * np.eye(len(prior[0])))
 
 
 def _next_model_idx(prev):
@@ -536,12 +539,22 @@ def _cos_coeffs(t):
     return a, np.sqrt(1 - a * a), f, np.sqrt(-2 * f)
 
 
-@pytest.mark.parametrize("name", ["ve", "cosine_user"])
+def _subvp_coeffs(t):
+    """sub-VP (Song et al. 2021, Eq. 17): ``α = e^{−B/2}``, ``σ = 1 − e^{−B}``, ``f = −½β``,
+    ``g² = β (1 − e^{−2B})``."""
+    a, _ = O.vp_alpha_sigma(t)
+    B = -2 * np.log(a)
+    beta = O.vp_beta(t)
+    return a, -np.expm1(-B), -0.5 * beta, np.sqrt(beta * -np.expm1(-2 * B))
+
+
+@pytest.mark.parametrize("name", ["ve", "subvp", "cosine_user"])
 def test_reverse_sde_on_other_sdes_from_their_own_prior(name):
-    """Euler–Maruyama, 10 steps, on the VE SDE and on a user SDE that defines only its
-    marginal, started from the sampler's own prior draw (``x_init=None``: ``N(0, σ_max² I)``
-    for VE, ``N(0, I)`` for the VP-type user SDE)."""
-    sde, coeffs, sd0 = (VE, _ve_coeffs, 20.0) if name == "ve" else (CosineVPSDE(), _cos_coeffs, 1.0)
+    """Euler–Maruyama, 10 steps, on the VE and sub-VP SDEs and on a user SDE that defines only
+    its marginal, started from the sampler's own prior draw (``x_init=None``: ``N(0, σ_max² I)``
+    for VE, ``N(0, I)`` for the others)."""
+    sde, coeffs, sd0 = {"ve": (VE, _ve_coeffs, 20.0), "subvp": (sdes.SubVPSDE(), _subvp_coeffs, 1.0),
+                        "cosine_user": (CosineVPSDE(), _cos_coeffs, 1.0)}[name]
     steps = 10
     start = Law.of(np.zeros(D), sd0**2 * I)
     kw = dict(coeffs=coeffs, T=sde.T, t_min=sde.t_min)
@@ -564,3 +577,34 @@ def test_ddim_from_its_own_prior_draw():
     x = jax.jit(lambda k: samplers.ddim_sample(k, PRIOR.model_fn(DDPM_SDE), DDPM_SDE, (N, D),
                                                num_steps=steps, eta=eta).x)(jax.random.key(8))
     _check(x, law, wrong, "ddim from N(0, I)")
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim_eta1"])
+def test_known_pixels_are_pasted_and_free_coordinates_follow_their_law(sampler):
+    """Palette's inference (``known=``): the output equals the known values where the mask is
+    1; with an independent (diagonal) prior the exact denoiser acts per coordinate, so the free
+    coordinates never see the known ones and follow the sampler's own law for the prior of the
+    free coordinates alone (10 respaced steps)."""
+    var, mean = np.array([0.5, 1.2, 0.3, 2.0]), np.array([0.4, -0.7, 1.1, 0.0])
+    mask = jnp.array([1.0, 0.0, 1.0, 0.0])
+    values = jnp.array([2.5, 99.0, -3.0, 99.0])  # what the free slots hold must not matter
+    free, steps = [1, 3], 10
+    pf = (mean[free], np.diag(var[free]))
+    idx = O.leading_timesteps(NT, steps)
+    prev = O.previous_on_grid(idx)
+    start = _start_discrete(idx[0], (mean, np.diag(var)))
+    if sampler == "ddpm":
+        law_of = lambda **kw: ddpm_law(_start_discrete(idx[0], pf), idx, prev, "fixed_small",
+                                       prior=pf, **kw)
+    else:
+        law_of = lambda **kw: ddim_law(_start_discrete(idx[0], pf), idx, prev, 1.0, prior=pf, **kw)
+    prior = exact.Gaussian(mean, np.diag(var))
+    kw = dict(x_init=_draw(start), num_steps=steps, known=(values, mask))
+    if sampler == "ddpm":
+        f = lambda k: samplers.ddpm_sample(k, prior.model_fn(DDPM_SDE), DDPM_SDE, clip_x0=False, **kw).x
+    else:
+        f = lambda k: samplers.ddim_sample(k, prior.model_fn(DDPM_SDE), DDPM_SDE, eta=1.0, **kw).x
+    x = np.asarray(jax.jit(f)(jax.random.key(9)))
+    np.testing.assert_array_equal(x[:, [0, 2]], np.broadcast_to([2.5, -3.0], (N, 2)))
+    _check(x[:, free], law_of(), {"model one step late": law_of(model_idx=_next_model_idx(prev))},
+           f"{sampler} with known pixels")

@@ -1,32 +1,21 @@
-"""Every sampler, driven by the exact score of a Gaussian, must reproduce the Gaussian.
+"""Sampler behaviour that the exact-law tests of ``tests/test_oracle_samplers.py`` do not cover:
+prediction types, adaptive solvers, likelihoods, a Gaussian mixture, gradients, vmap/jit
+purity, NaN reporting and argument errors.
 
-Tolerance: the largest |z|-score over the 3 mean and 6 covariance entries must be < 5
-standard errors (``exact.moment_zscores``) with n = 20,000 samples; step counts are chosen so
-that the discretisation bias (measured at n = 200,000) is below about one standard error.
-Samplers start from the exact marginal at ``T`` so the only error is the sampler's own.
+Every bound is a standard error, a float32 noise floor or a property of the problem (each says
+which): the laws of the fixed-step samplers themselves are pinned by the oracle tests.
 """
-
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import oracle as O
 from jaxir import exact, samplers, schedules, sdes
-from jaxir.sdes import LinearSDE
 
 N = 20_000
-Z_TOL = 5.0
-
-
-class CosineVPSDE(LinearSDE):
-    """A user-defined SDE: only the marginal coefficients are written."""
-
-    def marginal_coeffs(self, t):
-        c0 = math.cos(0.008 / 1.008 * math.pi / 2)
-        a = jnp.cos((t * 0.98 + 0.008) / 1.008 * jnp.pi / 2) / c0
-        return a, jnp.sqrt(1.0 - a**2)
+EPS32 = float(np.finfo(np.float32).eps)
 
 
 def _prior(d=3, seed=0):
@@ -38,10 +27,8 @@ def _prior(d=3, seed=0):
 PRIOR = _prior()
 SDES = {
     "vp": sdes.VPSDE(),
-    "subvp": sdes.SubVPSDE(),
     "ve": sdes.VESDE(sigma_max=20.0),
     "ddpm": sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000)),
-    "cosine_user": CosineVPSDE(),
 }
 
 
@@ -49,54 +36,29 @@ def _x_T(sde, key=jax.random.key(7)):
     return PRIOR.marginal(sde, sde.T).sample(key, N)
 
 
-def _assert_matches(x, target, label):
-    z = exact.moment_zscores(x, target.mean, target.cov)
-    assert z["z_mean"] < Z_TOL and z["z_cov"] < Z_TOL, f"{label}: {z}"
+def _marginal_law(sde, t):
+    """The exact marginal ``N(α μ, α² Σ + σ² I)`` at ``t`` as an oracle law (float64)."""
+    a, s = (float(v) for v in sde.marginal_coeffs(jnp.float32(t)))
+    mu, cov = np.asarray(PRIOR.mean, np.float64), np.asarray(PRIOR.cov, np.float64)
+    return O.Law.of(a * mu, a * a * cov + s * s * np.eye(3))
 
 
-# (name, sampler call, whether the target is the data or the marginal at t_min)
-CASES = {
-    "ddpm": (lambda k, mf, s, x: samplers.ddpm_sample(k, mf, s, x_init=x, num_steps=1000, clip_x0=False), "data"),
-    "ddpm_large": (lambda k, mf, s, x: samplers.ddpm_sample(k, mf, s, x_init=x, num_steps=1000, clip_x0=False, variance="fixed_large"), "data"),
-    "ddim_eta0": (lambda k, mf, s, x: samplers.ddim_sample(k, mf, s, x_init=x, num_steps=1000), "data"),
-    "ddim_eta1": (lambda k, mf, s, x: samplers.ddim_sample(k, mf, s, x_init=x, num_steps=1000, eta=1.0), "data"),
-    "dpm_solver": (lambda k, mf, s, x: samplers.dpm_solver_sample(k, mf, s, x_init=x, num_steps=50), "data"),
-    "sde_euler": (lambda k, mf, s, x: samplers.sde_sample(k, mf, s, x_init=x, num_steps=1000, denoise=False), "t_min"),
-    "sde_heun": (lambda k, mf, s, x: samplers.sde_sample(k, mf, s, x_init=x, num_steps=300, solver="heun", denoise=False), "t_min"),
-    "ode_heun": (lambda k, mf, s, x: samplers.ode_sample(k, mf, s, x_init=x, num_steps=100), "t_min"),
-    "ode_tsit5": (lambda k, mf, s, x: samplers.ode_sample(k, mf, s, x_init=x, num_steps=None, solver="tsit5"), "t_min"),
-    "pc": (lambda k, mf, s, x: samplers.pc_sample(k, mf, s, x_init=x, num_steps=1000, snr=0.05), "data"),
-    "pc_em": (lambda k, mf, s, x: samplers.pc_sample(k, mf, s, x_init=x, num_steps=1000, predictor="euler_maruyama", corrector="none"), "data"),
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("sde_name", ["vp", "ve", "ddpm"])
-def test_sampler_reproduces_gaussian(case, sde_name):
+@pytest.mark.parametrize("sde_name,solver", [("vp", "tsit5"), ("ve", "tsit5"), ("vp", "dopri5")])
+def test_adaptive_ode_solvers_push_the_marginal_at_T_to_the_marginal_at_t_min(sde_name, solver):
+    """The exact probability-flow ODE maps the marginal at T onto the marginal at t_min; an
+    adaptive solve at rtol = atol = 1e-5 moves each sample by O(1e-4) at most, far below the
+    standard error (≥ 3e-3) of 20,000 draws: z-tests at the Bonferroni threshold."""
     sde = SDES[sde_name]
-    if case == "ode_tsit5" and sde_name == "ddpm":
-        pytest.skip("piecewise-constant β: adaptive steps hit every kink; use fixed steps")
-    fn, target = CASES[case]
     mf = PRIOR.model_fn(sde, "eps")
-    out = jax.jit(lambda k: fn(k, mf, sde, _x_T(sde)))(jax.random.key(1))
+    out = jax.jit(lambda x: samplers.ode_sample(None, mf, sde, x_init=x, num_steps=None,
+                                                solver=solver))(_x_T(sde))
     assert bool(out.finite)
-    tgt = PRIOR if target == "data" else PRIOR.marginal(sde, sde.t_min)
-    _assert_matches(out.x, tgt, f"{case}/{sde_name}")
-
-
-@pytest.mark.parametrize("sde_name", ["subvp", "cosine_user"])
-@pytest.mark.parametrize("case", ["ddim_eta0", "sde_euler", "ode_heun"])
-def test_other_sdes(sde_name, case):
-    sde = SDES[sde_name]
-    fn, target = CASES[case]
-    mf = PRIOR.model_fn(sde, "eps")
-    out = jax.jit(lambda k: fn(k, mf, sde, _x_T(sde)))(jax.random.key(2))
-    tgt = PRIOR if target == "data" else PRIOR.marginal(sde, sde.t_min)
-    _assert_matches(out.x, tgt, f"{case}/{sde_name}")
+    O.assert_law(np.asarray(out.x, np.float64), _marginal_law(sde, sde.t_min), f"{solver}/{sde_name}")
 
 
 @pytest.mark.parametrize("prediction", ["x0", "score", "v", "velocity"])
 def test_prediction_types_give_same_sampler(prediction):
+    """The same exact model written as x̂_0 / score / v / velocity gives DDIM's ε-model samples."""
     sde = SDES["vp"]
     x = _x_T(sde)[:256]
     ref = samplers.ddim_sample(jax.random.key(0), PRIOR.model_fn(sde, "eps"), sde, x_init=x, num_steps=50)
@@ -104,34 +66,11 @@ def test_prediction_types_give_same_sampler(prediction):
         jax.random.key(0), PRIOR.model_fn(sde, prediction), sde, x_init=x, num_steps=50,
         prediction=prediction,
     )
-    np.testing.assert_allclose(out.x, ref.x, atol=2e-3, rtol=1e-3)
-
-
-def test_langevin_corrector_bias_shrinks_with_snr():
-    """The corrector's bias is set by snr, not N: it must fall as snr falls (same noise)."""
-    sde = SDES["vp"]
-    x = _x_T(sde)
-    errs = []
-    for snr in (0.32, 0.16, 0.04):
-        out = samplers.pc_sample(jax.random.key(1), PRIOR.model_fn(sde), sde, x_init=x,
-                                 num_steps=500, snr=snr)
-        errs.append(exact.moment_zscores(out.x, PRIOR.mean, PRIOR.cov)["cov_err"])
-    assert errs[0] > errs[1] > errs[2], errs
-
-
-def test_prior_sample_path():
-    """From the SDE's own prior (not the exact marginal) the error is the prior mismatch only."""
-    sde = SDES["vp"]
-    out = samplers.ddim_sample(jax.random.key(3), PRIOR.model_fn(sde), sde, (N, 3), num_steps=500)
-    _assert_matches(out.x, PRIOR, "ddim from prior")
-
-
-@pytest.mark.parametrize("solver,steps", [("euler", 1000), ("dopri5", None)])
-def test_other_ode_solvers(solver, steps):
-    sde = SDES["vp"]
-    out = samplers.ode_sample(jax.random.key(0), PRIOR.model_fn(sde), sde, x_init=_x_T(sde),
-                              num_steps=steps, solver=solver)
-    _assert_matches(out.x, PRIOR.marginal(sde, sde.t_min), f"ode {solver}")
+    # float32 floor: each step converts once between ε, x̂_0, score, v (a few ulp of |x|),
+    # and the DDIM update scales a conversion error by at most α_s/α_t ≤ 1.25 on this grid:
+    # ≤ 50 steps × 10 ulp × max|x|
+    np.testing.assert_allclose(out.x, ref.x, rtol=0,
+                               atol=50 * 10 * EPS32 * float(jnp.abs(ref.x).max()))
 
 
 def test_log_likelihood_dequantization_and_bpd():
@@ -145,36 +84,49 @@ def test_log_likelihood_dequantization_and_bpd():
     assert float(samplers.bits_per_dim(jnp.asarray(0.0), 1, (0.0, 1.0))) == pytest.approx(8.0)
 
 
-def test_pf_ode_is_deterministic_pushforward():
+def test_pf_ode_is_a_deterministic_map():
+    """The key only draws x_T: with ``x_init`` two keys give the same output, bit for bit (the
+    law of the fixed-step ODE is pinned in tests/test_oracle_samplers.py)."""
     sde = SDES["vp"]
     mf = PRIOR.model_fn(sde)
-    z = jax.random.normal(jax.random.key(0), (N, 3))
-    a = samplers.ode_sample(jax.random.key(1), mf, sde, x_init=z, num_steps=100)
-    b = samplers.ode_sample(jax.random.key(2), mf, sde, x_init=z, num_steps=100)
+    z = jax.random.normal(jax.random.key(0), (256, 3))
+    a = samplers.ode_sample(jax.random.key(1), mf, sde, x_init=z, num_steps=20)
+    b = samplers.ode_sample(jax.random.key(2), mf, sde, x_init=z, num_steps=20)
     np.testing.assert_array_equal(a.x, b.x)
-    # N(0, I) is (up to α_T² Σ ≈ 4e-5 Σ) the marginal at T: it is pushed to p_{t_min}
-    _assert_matches(a.x, PRIOR.marginal(sde, sde.t_min), "pf-ode pushforward")
 
 
 def test_log_likelihood_matches_exact_density():
+    """The instantaneous change of variables with the exact divergence gives
+    ``log p_model(x) = log N(z; 0, I) + ∫ div``; replacing the model's prior N(0, I) by the exact
+    marginal at T (``z = ll.z``) must leave the exact ``log p_{t_min}(x)`` up to the adaptive
+    solver's error: each accepted step keeps its local error ≤ atol + rtol·|log p| (1e-5 each),
+    and there are at most ``nfe`` steps. Hutchinson's estimator is unbiased: its mean over 256
+    probes equals the exact-divergence value of the same fixed-step solve within 5 standard
+    errors (the x-path, hence z, does not depend on the probe)."""
     sde = SDES["vp"]
     mf = PRIOR.model_fn(sde)
     x = PRIOR.sample(jax.random.key(4), 16)
     target = PRIOR.marginal(sde, sde.t_min).log_prob(x)
+    p_T = PRIOR.marginal(sde, sde.T)
+
+    def exact_prior(ll):
+        return ll.log_prob - sde.prior_log_prob(ll.z) + p_T.log_prob(ll.z)
+
     ll = samplers.log_likelihood(jax.random.key(0), mf, sde, x, divergence="exact")
-    # prior mismatch at T: the model's p_T is N(0, I) not N(α_T μ, α_T²Σ + σ_T²I) → ~1e-3 nats
-    np.testing.assert_allclose(ll.log_prob, target, atol=2e-2)
-    # Hutchinson is unbiased: its mean over many probes matches
-    many = jax.vmap(lambda k: samplers.log_likelihood(k, mf, sde, x[:2], num_steps=100,
-                                                      solver="heun").log_prob)(
+    tol = int(ll.nfe) * 1e-5 * (1 + float(jnp.abs(target).max()))
+    np.testing.assert_allclose(exact_prior(ll), target, rtol=0, atol=tol)
+    assert ll.bpd.shape == (16,)
+    kw = dict(num_steps=100, solver="heun")
+    ref = samplers.log_likelihood(jax.random.key(0), mf, sde, x[:2], divergence="exact", **kw)
+    many = jax.vmap(lambda k: samplers.log_likelihood(k, mf, sde, x[:2], **kw).log_prob)(
         jax.random.split(jax.random.key(1), 256))
     se = many.std(0) / np.sqrt(256)
-    assert np.all(np.abs(many.mean(0) - target[:2]) < 5 * se + 2e-2)
-    assert ll.bpd.shape == (16,)
+    assert np.all(np.abs(many.mean(0) - ref.log_prob) < 5 * se), (many.mean(0), ref.log_prob, se)
 
 
 def test_gaussian_mixture_mode_weights():
-    """2-D mixture, well-separated modes: the fraction of samples per mode matches the weights."""
+    """2-D mixture, modes 8 apart with std 0.55: the fraction of samples per mode matches the
+    weights within 5 binomial standard errors (Bonferroni over 9 fractions at α ≈ 5e-6)."""
     w = jnp.array([0.2, 0.5, 0.3])
     means = jnp.array([[-4.0, 0.0], [4.0, 0.0], [0.0, 5.0]])
     gmm = exact.GaussianMixture(w, means, jnp.tile(0.3 * jnp.eye(2), (3, 1, 1)))
@@ -189,13 +141,19 @@ def test_gaussian_mixture_mode_weights():
         comp = jnp.argmin(jnp.sum((x[:, None] - means) ** 2, -1), -1)
         frac = np.bincount(np.asarray(comp), minlength=3) / n
         se = np.sqrt(np.asarray(w) * (1 - np.asarray(w)) / n)
-        assert np.all(np.abs(frac - np.asarray(w)) < Z_TOL * se + 0.005), (name, frac)
+        assert np.all(np.abs(frac - np.asarray(w)) < 5 * se), (name, frac)
 
 
-def _fd_check(loss, theta, eps=1e-2, rtol=2e-2):
-    g = jax.grad(loss)(theta)
+def _fd_check(loss, theta, eps=1e-2):
+    """Reverse-mode gradient vs the central difference, within the difference's own error:
+    its O(ε²) truncation, estimated by Richardson (|FD(ε) − FD(ε/2)|·4/3), plus float32
+    cancellation (a few ulp of |loss| divided by ε)."""
+    g = jax.jit(jax.grad(loss))(theta)
+    loss = jax.jit(loss)
     fd = (loss(theta + eps) - loss(theta - eps)) / (2 * eps)
-    assert np.isfinite(g) and abs(g - fd) <= rtol * abs(fd) + 1e-4, (g, fd)
+    fd2 = (loss(theta + eps / 2) - loss(theta - eps / 2)) / eps
+    tol = 4 / 3 * abs(fd - fd2) + 8 * EPS32 * abs(float(loss(theta))) / (eps / 2)
+    assert np.isfinite(g) and abs(g - fd2) <= tol, (g, fd, fd2, tol)
 
 
 def test_grad_through_ddim_wrt_schedule_and_model():
@@ -290,27 +248,12 @@ def test_bad_arguments():
         samplers.ddim_sample(jax.random.key(0), mf, sde, (2, 3), num_steps=0)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim_eta1"])
-def test_known_pixels_are_pasted_and_independent_coordinates_keep_the_prior(sampler):
-    """Palette's inference (``known=``): the output equals the known values where the mask is 1;
-    with an independent (diagonal) Gaussian prior the unknown coordinates never see the known
-    ones, so their law is exactly the prior marginal = the posterior given the known ones."""
+def test_known_pixels_bad_arguments():
+    """``known=`` must be a (values, mask) pair broadcastable to the samples (its law is pinned in
+    tests/test_oracle_samplers.py)."""
     sde = SDES["ddpm"]
-    var = np.array([0.5, 1.2, 0.3, 2.0])
-    prior = exact.Gaussian(np.array([0.4, -0.7, 1.1, 0.0]), np.diag(var))
+    prior = exact.Gaussian(np.zeros(4), np.eye(4))
     mask = jnp.array([1.0, 0.0, 1.0, 0.0])
-    values = jnp.array([2.5, 99.0, -3.0, 99.0])  # what the unknown slots hold must not matter
-    kw = dict(x_init=prior.marginal(sde, sde.T).sample(jax.random.key(7), N), num_steps=1000,
-              known=(values, mask))
-    if sampler == "ddpm":
-        out = samplers.ddpm_sample(jax.random.key(1), prior.model_fn(sde), sde, clip_x0=False, **kw)
-    else:
-        out = samplers.ddim_sample(jax.random.key(1), prior.model_fn(sde), sde, eta=1.0, **kw)
-    x = np.asarray(out.x)
-    np.testing.assert_array_equal(x[:, [0, 2]], np.broadcast_to([2.5, -3.0], (N, 2)))
-    free = [1, 3]
-    _assert_matches(x[:, free], exact.Gaussian(np.asarray(prior.mean)[free], np.diag(var[free])),
-                    f"{sampler} with known pixels")
     with pytest.raises(ValueError, match="broadcast"):
         samplers.ddpm_sample(jax.random.key(0), prior.model_fn(sde), sde, (2, 4),
                              known=(jnp.zeros(3), mask))
