@@ -251,16 +251,18 @@ def _i2sb_coeffs(n):
     return B / (F + B), F / (F + B), np.sqrt(F * B / (F + B))
 
 
-def i2sb_law(nfe, ot_ode=False, model_late=False, swap=False, steps=None) -> Law:
+def i2sb_law(nfe, ot_ode=False, model_late=False, swap=False, steps=None, paired=None) -> Law:
     """Official ``ddpm_sampling``: ``x = x_1 = y``; for consecutive ``prev < n`` of
     ``space_indices(N, nfe + 1)`` (descending), ``x̂_0 = x − std_fwd[n]·net`` (the exact
     ``E[x_0 | x_n]``) and ``p_posterior``: with ``σ_p = std_fwd[prev]``,
     ``σ_Δ² = std_fwd[n]² − σ_p²``, ``x ← (σ_Δ² x̂_0 + σ_p² x)/(σ_p² + σ_Δ²)`` plus
-    ``√(σ_p² σ_Δ²/(σ_p² + σ_Δ²)) z`` unless ``prev = 0`` or OT-ODE."""
+    ``√(σ_p² σ_Δ²/(σ_p² + σ_Δ²)) z`` unless ``prev = 0`` or OT-ODE. ``paired = σ_n``: the
+    degraded image is ``x_1 = x_0 + σ_n n`` (a Gaussian pair, start ``N(M, S + σ_n² I)``)."""
     steps = O.space_indices(NB, nfe + 1)[::-1] if steps is None else steps
-    law = Law.of(Y, Z)
+    law = Law.of(Y, Z) if paired is None else Law.of(M, S + paired**2 * I)
     for n, p in zip(steps[:-1], steps[1:]):
-        J, c = _cond_denoiser(*_i2sb_coeffs(p if model_late else n))
+        J, c = (_cond_denoiser(*_i2sb_coeffs(p if model_late else n)) if paired is None
+                else _paired_denoiser(p if model_late else n, paired))
         Fn, Fp = FWD[n], FWD[p]
         w0, wn = (Fn - Fp) / Fn, Fp / Fn
         if swap:
@@ -270,10 +272,17 @@ def i2sb_law(nfe, ot_ode=False, model_late=False, swap=False, steps=None) -> Law
     return law
 
 
-def _i2sb_model():
+def _paired_denoiser(n, sn):
+    """``E[x_0 | x_n]`` when ``x_1 = x_0 + σ_n n``: ``x_n = (a + b) x_0 + a σ_n n + std ε``."""
+    b, a, std = _i2sb_coeffs(n)
+    return O.gaussian_denoiser(M, S, a + b, np.sqrt(a * a * sn * sn + std * std))
+
+
+def _i2sb_model(paired=None):
     """The exact network output ``(x_n − E[x_0 | x_n])/std_fwd[n]`` (official label, Eq. 12),
     index ``n = round(t N) − 1`` of jaxir's time ``t = (n + 1)/N``."""
-    tabs = [_cond_denoiser(*_i2sb_coeffs(n)) for n in range(NB)]
+    tabs = [_cond_denoiser(*_i2sb_coeffs(n)) if paired is None else _paired_denoiser(n, paired)
+            for n in range(NB)]
     J_ = jnp.asarray(np.stack([t[0] for t in tabs]), F32)
     c_ = jnp.asarray(np.stack([t[1] for t in tabs]), F32)
     sd_ = jnp.asarray(np.sqrt(FWD), F32)
@@ -313,6 +322,21 @@ def test_i2sb_ot_ode_is_its_deterministic_recursion(nfe):
     np.testing.assert_allclose(x, law.mean, rtol=0, atol=tol)
     for w in (i2sb_law(nfe, True, model_late=True), i2sb_law(nfe, True, swap=True)):
         assert np.abs(w.mean - law.mean).max() > 5 * tol
+
+
+@pytest.mark.parametrize("ot_ode", [False, True])
+def test_i2sb_with_paired_gaussian_data_matches_its_law(ot_ode):
+    """A Gaussian pair ``x_1 = x_0 + 0.2 n`` (the start is random, so the OT-ODE's output has a
+    law too): 20 steps from draws of ``x_1`` with the exact ``E[x_0 | x_n]`` of the pair."""
+    sn, nfe = 0.2, 20
+    law = i2sb_law(nfe, ot_ode, paired=sn)
+    wrong = {"model one step late": i2sb_law(nfe, ot_ode, model_late=True, paired=sn),
+             "posterior weights swapped": i2sb_law(nfe, ot_ode, swap=True, paired=sn)}
+    x1 = jnp.asarray(Law.of(M, S + sn**2 * I).sample(np.random.default_rng(8), N), F32)
+    b = bridges.i2sb(x1, beta_max=BETA_MAX, num_steps=NB)
+    x = jax.jit(lambda k: i2sb_sample(k, _i2sb_model(sn), b, num_steps=nfe, ot_ode=ot_ode).x)(
+        jax.random.key(9))
+    _check(x, law, wrong, f"i2sb paired ot_ode={ot_ode}")
 
 
 # ---- DDBM -----------------------------------------------------------------------------------
