@@ -28,7 +28,8 @@ the network as its image condition (official ``cond_lq``). Time: the step ``t = 
 With the exact ``E[x_0 | x_t, y_0]`` the chain draws x_{t−1} from Eq. 7 at the posterior
 *mean* of x_0 and so drops ``(α_t/η_t)² Var(x_0 | x_t)`` of variance at each step (as DDPM's
 fixed-small variance): with T = 15 the output covariance is well below the true conditional
-covariance; the deficit shrinks as T grows (see ``tests/test_resshift.py``).
+covariance; the deficit shrinks as T grows (the chain's exact law at T = 15 and 50:
+``tests/test_oracle_bridges.py``).
 """
 
 from __future__ import annotations
