@@ -1,6 +1,7 @@
 """CDDB (Chung et al. 2023): I2SB plus a data-consistency step. On a Gaussian pair problem
-(x_1 = x_0 + noise, the exact E[x_0 | x_t]) with a linear measurement y = A x_0, CDDB and
-CDDB-deep pull the samples onto A x = y; with step 0 they are I2SB exactly."""
+(x_1 = x_0 + noise, the exact E[x_0 | x_t]) with a linear measurement y = A x_0: with step 0
+CDDB and CDDB-deep are I2SB exactly; ``extras``; vmap and grad. Their laws with the correction
+are pinned by tests/test_oracle_bridges.py (official ``dds_sampling`` / ``ddpm_dps_sampling``)."""
 
 import functools
 
@@ -63,20 +64,13 @@ def test_step_zero_is_i2sb():
     np.testing.assert_allclose(_cddb(key, x1, y, 0.0, deep=True).x, ref, rtol=0, atol=1e-6)
 
 
-def test_cddb_reduces_the_measurement_residual():
-    """Same key, 20 steps, 2,000 samples: I2SB's mean ‖A x − y‖ is that of a draw from
-    p(x_0 | x_1) (~0.1 here); CDDB (ζ = 1, each step contracts the residual of x̂_0 by
-    |1 − 2ζ s²| = 0.1) brings it below 0.1× I2SB's, CDDB-deep (ζ = 0.5) below 0.5×; and
-    ``extras`` holds the per-example residual."""
-    x1, y = _data()
-    key = jax.random.key(3)
-    base = measurement_residual(OP, _i2sb(key, x1), y)
-    dds = _cddb(key, x1, y, 1.0, deep=False)
-    deep = _cddb(key, x1, y, 0.5, deep=True)
-    r0, r1, r2 = (float(jnp.mean(r)) for r in (base, dds.extras, deep.extras))
-    np.testing.assert_allclose(dds.extras, measurement_residual(OP, dds.x, y), rtol=1e-6)
-    assert 0.02 < r0 and r1 < 0.1 * r0 and r2 < 0.5 * r0, (r0, r1, r2)
-    assert bool(dds.finite) and bool(deep.finite) and dds.nfe == STEPS
+def test_extras_is_the_final_measurement_residual():
+    """``extras`` holds the per-example ``‖A x − y‖`` of the output (the laws of CDDB and
+    CDDB-deep, with and without the correction, are pinned by tests/test_oracle_bridges.py)."""
+    x1, y = _data(64)
+    out = _cddb(jax.random.key(3), x1, y, 1.0, deep=False)
+    np.testing.assert_allclose(out.extras, measurement_residual(OP, out.x, y), rtol=1e-6)
+    assert bool(out.finite) and out.nfe == STEPS
 
 
 def test_cddb_vmap_and_grad():
