@@ -1,11 +1,14 @@
-"""Generate the teaching notebooks in this folder (outputs stripped).
+"""Generate the teaching notebooks in this folder, executed, with their outputs.
 
-    .venv/bin/python notebooks/_build.py          # rewrite every notebook
+    .venv/bin/python notebooks/_build.py          # rebuild and run every notebook
     .venv/bin/python notebooks/_build.py 02       # only those whose name contains "02"
+    .venv/bin/python notebooks/_build.py --no-execute   # sources only, no outputs (drafts)
 
 Each notebook is a list of markdown / code cells below; edit them here, not in Jupyter, then
-rerun this script. Cells are written without outputs (``execution_count = None``), which is
-what git holds; ``tests/test_notebooks.py`` executes every notebook and checks that.
+rerun this script. Git holds the notebooks *with* the outputs of a run at their ``QUICK``
+settings, so the plots show when browsing; ``tests/test_notebooks.py`` checks that the committed
+sources are what this script generates, that every code cell has been run, and executes every
+notebook again.
 """
 
 from __future__ import annotations
@@ -441,6 +444,46 @@ NOTEBOOKS["02_posterior_sampling"] = [
     heuristic guidance terms of DPS and ΠGDM, and DDRM's spectral mixing, put the mass on the
     observation line but misweight its modes; the particle filter recovers the weights and improves
     with particles. `jaxir bench gmm` runs the full benchmark (d = 8 to 800, several $d_y$).
+
+    ## The same on images: posterior mean and uncertainty
+
+    Samplers take images `(B, H, W, C)`. `jaxir.images.ImagePrior` wraps an exact prior over
+    $d = H W C$ as a prior over images, so its `model_fn`, samples and closed-form posterior
+    (`posterior(op, σ_y, y)`, for any linear operator of `jaxir.operators`) are images too. Here a
+    smooth Gaussian field on 16×16 grey images, 2× super-resolution by block averaging, and 32
+    DDRM samples. Data often come in [0, 1]: the measurement is written in those units and moved
+    to the library's [-1, 1] together with its noise level (`images.measurement_to_signed`:
+    $y' = 2y - A\mathbf 1$, $\sigma' = 2\sigma$). `jaxir.plot.compare` puts restorations next to
+    the truth with PSNR / SSIM; `jaxir.plot.posterior_maps` shows the mean of the samples and
+    their per-pixel standard deviation next to the error of the mean.
+    '''),
+    code(r'''
+    from jaxir import images, operators, plot, schedules, sdes
+
+    H = W = 16
+    ij = jnp.stack(jnp.meshgrid(jnp.arange(H), jnp.arange(W), indexing="ij"), -1).reshape(-1, 2)
+    cov = 0.3 * jnp.exp(-jnp.sum((ij[:, None] - ij[None]) ** 2, -1) / 12.0) + 1e-3 * jnp.eye(H * W)
+    field = images.ImagePrior(exact.Gaussian(jnp.zeros(H * W), cov), (H, W, 1))
+    x_true = field.sample(jax.random.key(30), 1)[0]                      # (16, 16, 1) in [-1, 1]
+
+    sr = operators.SuperResolution((H, W, 1), 2)
+    x01 = images.to_unit(x_true)                                         # the data in [0, 1] ...
+    y01 = sr.A(x01) + 0.025 * jax.random.normal(jax.random.key(31), sr.y_shape)   # ... σ = 0.025
+    y, sigma_y = images.measurement_to_signed(y01, 0.025, sr)            # in [-1, 1]: σ_y = 0.05
+
+    img_sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
+    ddrm = inverse.ddrm_sample(jax.random.key(32), field.model_fn(img_sde), img_sde, sr, y,
+                               sigma_y, (32, H, W, 1)).x
+    post = field.posterior(sr, sigma_y, y)                               # the exact posterior
+    exact_std = jnp.sqrt(jnp.diag(post.prior.cov))
+    rmse = float(jnp.sqrt(jnp.mean((ddrm.mean(0) - post.mean) ** 2)))
+    print(f"DDRM mean of 32 vs the exact posterior mean: RMSE {rmse:.3f}; mean per-pixel std: "
+          f"DDRM {float(ddrm.std(0, ddof=1).mean()):.3f}, exact {float(exact_std.mean()):.3f}")
+    plot.compare({"A⁺y": sr.A_pinv(y), "one DDRM sample": ddrm[0], "DDRM mean of 32": ddrm.mean(0),
+                  "exact posterior mean": post.mean}, reference=x_true, size=1.8)
+    plt.show()
+    plot.posterior_maps(ddrm, reference=x_true, measurement=y)
+    plt.show()
     '''),
 ]
 
@@ -768,11 +811,13 @@ NOTEBOOKS["04_training_and_gradients"] = [
     2 CPU cores) gives recognisable digits.
     '''),
     code(r'''
+    from jaxir import plot
+
     model_fn, sde, _ = training.load_model_fn(workdir)
     out = samplers.ddim_sample(jax.random.key(0), model_fn, sde, (16, 8, 8, 1), num_steps=20)
-    grid = np.asarray(out.x[..., 0]).reshape(2, 8, 8, 8).transpose(0, 2, 1, 3).reshape(16, 64)
-    plt.figure(figsize=(6, 1.6)); plt.imshow(grid, cmap="gray", vmin=-1, vmax=1); plt.axis("off")
-    plt.title(f"DDIM, 20 steps, after {int(state.step)} training steps", fontsize=9); plt.show()
+    plot.sample_grid(out.x, ncol=8, size=0.8,
+                     title=f"DDIM, 20 steps, after {int(state.step)} training steps")
+    plt.show()
     '''),
     md(r'''
     ## 2 · Sharding
@@ -929,15 +974,56 @@ NOTEBOOKS["04_training_and_gradients"] = [
 
 
 # --------------------------------------------------------------------------------------------
-def build(name: str, cells: list) -> Path:
+KERNEL = "jaxir-build-python"
+
+
+def _kernel_dir() -> str:
+    """A throw-away Jupyter data folder whose kernelspec runs this very Python."""
+    import json
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="jaxir_nb_"))
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "jaxir", "language": "python"}))
+    return str(root)
+
+
+def build(name: str, cells: list, execute: bool = True) -> Path:
+    """Write ``name.ipynb``; with ``execute`` (the default, what git holds) run it first with
+    its QUICK settings so the committed file shows its outputs (plots visible when browsing)."""
     nb = new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
     })
-    for i, c in enumerate(nb.cells):  # stripped (what git holds), with stable cell ids
+    for i, c in enumerate(nb.cells):  # stable cell ids
         c.id = f"c{i:02d}"
         if c.cell_type == "code":
             c.outputs, c.execution_count = [], None
+    if execute:
+        import os
+        import tempfile
+
+        import nbclient
+
+        old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "MPLBACKEND")}
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [_kernel_dir(),
+                                                                   old["JUPYTER_PATH"]]))
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        try:
+            with tempfile.TemporaryDirectory() as cwd:
+                nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=600, record_timing=False,
+                                        resources={"metadata": {"path": cwd}}).execute()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
     nbformat.validate(nb)
     path = HERE / f"{name}.ipynb"
     nbformat.write(nb, path)
@@ -945,9 +1031,11 @@ def build(name: str, cells: list) -> Path:
 
 
 def main(argv: list[str]) -> None:
+    execute = "--no-execute" not in argv
+    names = [a for a in argv if not a.startswith("--")]
     for name, cells in NOTEBOOKS.items():
-        if not argv or any(a in name for a in argv):
-            print("wrote", build(name, cells).relative_to(HERE.parent))
+        if not names or any(a in name for a in names):
+            print("wrote", build(name, cells, execute).relative_to(HERE.parent), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from jaxir import cli
 
@@ -51,8 +54,6 @@ def test_compare_published_reads_each_cell_against_the_problem_spread():
 
 
 def test_bench_gmm_rejects_bad_lists(capsys):
-    import pytest
-
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "gmm", "--dy", "1,x"])
     assert e.value.code == 2
@@ -136,3 +137,51 @@ def test_no_library_module_imports_the_cli():
 # the argparse half of training/_cli.py moves to jaxir/cli/_train.py once the training library
 # no longer needs that module (load_model_fn moves out of it first); until then it is excluded
 _PENDING_MOVE = {"training/_cli.py"}
+
+
+def test_named_configs_ship_with_the_package():
+    """``jaxir/configs`` (package data: ``configs/*.py`` in pyproject) holds every config of
+    ``experiments/configs``, and ``load_config`` looks there, so names work after a
+    non-editable install (the slow test below installs a wheel and loads one)."""
+    import tomllib
+    from pathlib import Path
+
+    from jaxir.training._config import _configs_dir
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "jaxir" / "configs"
+    assert shipped.is_dir() and _configs_dir().resolve() == shipped.resolve()
+    names = sorted(p.name for p in (root / "experiments" / "configs").glob("*.py"))
+    assert names and sorted(p.name for p in shipped.glob("*.py")) == names
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "configs/*.py" in data["tool"]["setuptools"]["package-data"]["jaxir"]
+
+
+@pytest.mark.slow
+def test_named_configs_load_after_a_wheel_install(tmp_path):
+    """Build a wheel, install it (no deps) into a folder of its own, and load a named config
+    from there in a fresh interpreter whose working directory is not the source tree."""
+    from pathlib import Path
+
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    src, wheels, target = tmp_path / "src", tmp_path / "wheels", tmp_path / "site"
+    skip = shutil.ignore_patterns("__pycache__")  # a copy: building writes build/ in place
+    shutil.copytree(root / "jaxir", src / "jaxir", symlinks=True, ignore=skip)
+    shutil.copytree(root / "experiments" / "configs", src / "experiments" / "configs", ignore=skip)
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(root / f, src / f)
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", str(src), "--no-deps", "-q", "-w", str(wheels)],
+                   check=True, cwd=tmp_path, timeout=600)
+    (whl,) = wheels.glob("jaxir-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(whl)],
+                   check=True, timeout=600)
+    probe = ("import jaxir, jaxir.training as t; print(jaxir.__file__); "
+             "print(t.load_config('digits_tiny').name)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    where, name = r.stdout.split()
+    assert where.startswith(str(target)) and name == "digits_tiny"

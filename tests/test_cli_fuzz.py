@@ -119,6 +119,8 @@ CASES = [
                                "gray.png", "--degrade", "-o", "o.png"], "needs a colour image"),
     # restore: the output (checked before the prior is loaded or anything computed)
     ("output-is-input", RD + ["ok.png", "-o", "ok.png"], "is the input"),
+    ("output-is-input-issue", ["restore", "--method", "bicubic", "--task", "sr4", "ok.png",
+                               "--degrade", "-o", "ok.png", "--overwrite"], "is the input"),
     ("output-same-file", ["restore", "--method", "bicubic", "--task", "sr4", "ok.png",
                           "--degrade", "-o", "link_to_ok.png", "--overwrite"], "is the input"),
     ("output-exists", RD + ["ok.png", "-o", "exists.png"], "--overwrite"),

@@ -1,4 +1,5 @@
-"""Execute every teaching notebook in ``notebooks/`` and check that git holds them stripped.
+"""Execute every teaching notebook in ``notebooks/`` and check that git holds them as built and
+executed (with their outputs).
 
 The notebooks run with their small settings (``QUICK = True``) in a kernel that is this very
 Python (a kernelspec written to a temporary ``JUPYTER_PATH`` entry whose ``argv`` is
@@ -37,16 +38,32 @@ def test_notebooks_exist():
                      "04_training_and_gradients"], names
 
 
+def _built_cells(name: str) -> list:
+    sys.path.insert(0, str(NB_DIR))
+    try:
+        import _build
+    finally:
+        sys.path.remove(str(NB_DIR))
+    return _build.NOTEBOOKS[name]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_stripped(path):
-    """Committed notebooks carry no outputs and no execution counts (rebuild with
-    ``python notebooks/_build.py``)."""
+def test_notebook_is_built_and_executed(path):
+    """Git holds each notebook as ``notebooks/_build.py`` generates it, *with* the outputs of
+    a run (plots visible when browsing): same cells as the build script, every code cell run
+    once in order, no error output, at least one figure."""
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, (
-                f"{path.name} cell {i} has outputs: strip it (python notebooks/_build.py)")
+    built = _built_cells(path.stem)
+    assert [(c.cell_type, c.source) for c in nb.cells] == \
+        [(c.cell_type, c.source) for c in built], (
+        f"{path.name} differs from notebooks/_build.py: rebuild it (python notebooks/_build.py)")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), (
+        f"{path.name} is not executed in order: rebuild it (python notebooks/_build.py)")
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+    images = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    assert images >= 1, f"{path.name} holds no figure"
 
 
 @pytest.fixture(scope="module")

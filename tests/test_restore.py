@@ -236,7 +236,7 @@ def test_progress_moves_per_sampler_step_and_changes_nothing(tiny_prior, monkeyp
     shown = restore_images(y, "denoise", "ddrm", progress=True, **kw)
     np.testing.assert_array_equal(plain, shown)
     (bar,) = bars
-    assert bar.count == 9 and bar.bar.total == 9
+    assert bar.count == 9 and bar.total == 9 and bar.bar.n == 9
     again = restore_images(y, "denoise", "ddrm", progress=True, samples=2, **kw)
     assert bars[1].count == 3 * 5  # samples=2: 2 windows per call, 5 calls, one tick per step
     assert again.shape == y.shape

@@ -222,6 +222,7 @@ def _cmd_restore_lq(args, out: Path) -> int:
 
     from ..restore._io import load_image, load_mask, save_image
     from ..restore._learned import load_learned, prepare_lq, restore_learned
+    from ..restore._progress import StepBar, with_step_callback
     from ..training import CheckpointError
 
     if args.sampler is not None or args.label is not None or args.n is not None:
@@ -236,9 +237,12 @@ def _cmd_restore_lq(args, out: Path) -> int:
         mask = None
         if args.mask is not None:
             mask = load_mask(args.mask, max_side=4096)
-        run = jax.jit(lambda y, k, m: restore_learned(model, y, k, steps=args.steps, mask=m))
+        bar = StepBar(f"{model.kind} restoration")
+        shown = model._replace(model_fn=with_step_callback(model.model_fn, bar))
         t0 = time.perf_counter()
-        res = run(lq, jax.random.key(args.seed), mask)
+        res = _run_with_total(
+            lambda y, k, m: restore_learned(shown, y, k, steps=args.steps, mask=m), bar,
+            lq, jax.random.key(args.seed), mask)
         x = jax.device_get(jnp.clip(res.x, -1.0, 1.0))
     except (FileNotFoundError, IsADirectoryError, CheckpointError, ValueError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
@@ -305,6 +309,10 @@ def _cmd_sample(args) -> int:
         labels = (jnp.full((n,), args.label, jnp.int32) if args.label is not None
                   else jnp.arange(n, dtype=jnp.int32) % m.num_classes)
         cond = {"label": labels}
+    from ..restore._progress import StepBar, with_step_callback
+
+    bar = StepBar(f"{sampler} sampling ({n} images)")
+    model_fn = with_step_callback(model_fn, bar)
     kw = dict(prediction=config.loss.prediction, num_steps=steps, cond=cond)
     key = jax.random.key(args.seed)
     fns = {
@@ -313,12 +321,36 @@ def _cmd_sample(args) -> int:
         "dpm": lambda: samplers.dpm_solver_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
         "ode": lambda: samplers.ode_sample(key, model_fn, sde, shape, denoise=True, **kw),
     }
-    res = jax.jit(fns[sampler])()
+    res = _run_with_total(fns[sampler], bar)
     if not bool(res.finite):
         print("jaxir: warning: some samples are not finite")
     _save_grid(save_image_grid, jnp.clip(res.x, -1, 1), out)
     print(f"wrote {n} {sampler} samples ({steps} steps) to {out}")
     return 0
+
+
+def _run_with_total(fn, bar, *args):
+    """``jax.jit(fn)(*args)`` compiled ahead, so that the sampler's NFE (a Python int once
+    traced) sets the progress bar's total before the first step runs; the bar is closed."""
+    import jax
+
+    seen = {}
+
+    def traced(*a):
+        out = fn(*a)
+        seen["nfe"] = getattr(out, "nfe", None)
+        return out
+
+    try:
+        compiled = jax.jit(traced).lower(*args).compile()
+        if isinstance(seen.get("nfe"), int):
+            bar.set_total(seen["nfe"])
+        out = compiled(*args)
+        jax.block_until_ready(out)
+        jax.effects_barrier()
+        return out
+    finally:
+        bar.close()
 
 
 def _save_grid(save_image_grid, x, out: Path) -> None:

@@ -33,32 +33,54 @@ def with_step_callback(model_fn, callback):
 class StepBar:
     """A tqdm bar fed by :func:`with_step_callback` (call the object as the callback).
 
-    ``total`` may be set late (e.g. once tracing has told the NFE): :meth:`set_total`. The
-    callback runs on the runtime's callback thread, hence the lock.
+    Nothing is printed until the total is known (:meth:`set_total`, e.g. once tracing has told
+    the NFE) or the first step runs, so an error raised while tracing leaves stderr clean; setting
+    the total before the first step also starts the clock then, so compiling does not count in
+    the rate and the ETA. The callback runs on the runtime's callback thread, hence the lock.
     """
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "step"):
-        from tqdm import tqdm
-
         self._lock = threading.Lock()
         self.count = 0
-        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+        self._desc, self._unit, self._total = desc, unit, total
+        self._postfix = ""
+        self.bar = None
+
+    def _open(self):  # with the lock held
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self._total, desc=self._desc, unit=self._unit, leave=False,
+                            dynamic_ncols=True)
+            if self._postfix:
+                self.bar.set_postfix_str(self._postfix, refresh=False)
+        return self.bar
+
+    @property
+    def total(self) -> int | None:
+        return self._total
 
     def set_total(self, total: int) -> None:
         with self._lock:
-            if self.bar.total != total:
+            self._total = total
+            if self.bar is None or self.count == 0:
+                self._open().reset(total=total)
+            elif self.bar.total != total:
                 self.bar.total = total
                 self.bar.refresh()
 
     def set_postfix(self, text: str) -> None:
         with self._lock:
-            self.bar.set_postfix_str(text, refresh=False)
+            self._postfix = text
+            if self.bar is not None:
+                self.bar.set_postfix_str(text, refresh=False)
 
     def __call__(self) -> None:
         with self._lock:
             self.count += 1
-            self.bar.update(1)
+            self._open().update(1)
 
     def close(self) -> None:
         with self._lock:
-            self.bar.close()
+            if self.bar is not None:
+                self.bar.close()

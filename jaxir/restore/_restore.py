@@ -217,7 +217,7 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
             bar.set_total(run_info["nfe"] * n_batches)
 
         def tick():  # first tick of a fresh runner: tracing has told the NFE by now
-            if bar.bar.total is None and run_info["nfe"] is not None:
+            if bar.total is None and run_info["nfe"] is not None:
                 bar.set_total(run_info["nfe"] * n_batches)
             bar()
 

@@ -287,16 +287,20 @@ def override(config: TrainConfig, assignments) -> TrainConfig:
 
 
 def _configs_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "experiments" / "configs"
+    """The named configs: ``jaxir/configs`` (package data in an installed wheel; in the source
+    tree a link to ``experiments/configs``), else ``experiments/configs`` beside the package."""
+    here = Path(__file__).resolve().parents[1]
+    shipped = here / "configs"
+    return shipped if shipped.is_dir() else here.parent / "experiments" / "configs"
 
 
 def load_config(path_or_name: str) -> TrainConfig:
     """Import a config file and call its ``get_config()``.
 
-    Accepts a path to a ``.py`` file, or a bare name looked up as
-    ``experiments/configs/NAME.py`` (beside the jaxir package, e.g. "digits_small"). While it
-    runs, the file's folder is on ``sys.path``, so a config can import shared helpers that sit
-    beside it (e.g. ``from _photos32 import photos32_config``).
+    Accepts a path to a ``.py`` file, or a bare name looked up as ``jaxir/configs/NAME.py``
+    (shipped with the package; the same files as ``experiments/configs``, e.g. "digits_small").
+    While it runs, the file's folder is on ``sys.path``, so a config can import shared helpers
+    that sit beside it (e.g. ``from _photos32 import photos32_config``).
     """
     p = Path(path_or_name)
     if not p.exists() and p.suffix != ".py":
