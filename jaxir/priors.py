@@ -70,7 +70,7 @@ def export_prior(workdir, out_path, *, ema: bool = True, step: int | None = None
     """
     from .training import config_to_dict
     from .training._checkpoint import Checkpointer
-    from .training._trainer import load_config_from_workdir
+    from .training import load_config_from_workdir
 
     workdir, out_path = Path(workdir), Path(out_path)
     config = load_config_from_workdir(workdir)

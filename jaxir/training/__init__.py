@@ -22,7 +22,6 @@ from ._checkpoint import abstract_state as abstract_state
 from ._checkpoint import tree_mismatch as tree_mismatch
 from ._cli import add_sample_parser as add_sample_parser
 from ._cli import add_train_parser as add_train_parser
-from ._cli import load_model_fn as load_model_fn
 from ._config import LEARNED_RESTORATION_KINDS as LEARNED_RESTORATION_KINDS
 from ._config import RESTORATION_KINDS as RESTORATION_KINDS
 from ._config import ConfigError as ConfigError
@@ -73,13 +72,14 @@ from ._state import update_loss_scale as update_loss_scale
 from ._step import jit_train_step as jit_train_step
 from ._step import make_apply_fn as make_apply_fn
 from ._step import make_train_step as make_train_step
+from ._outputs import plot_metrics as plot_metrics
+from ._outputs import save_image_grid as save_image_grid
 from ._trainer import build_loss as build_loss
 from ._trainer import init_train_state as init_train_state
-from ._trainer import load_config_from_workdir as load_config_from_workdir
 from ._trainer import make_degradation as make_degradation
-from ._trainer import plot_metrics as plot_metrics
-from ._trainer import save_image_grid as save_image_grid
 from ._trainer import train as train
+from ._workdir import load_config_from_workdir as load_config_from_workdir
+from ._workdir import load_model_fn as load_model_fn
 
 __all__ = [
     "LOSSES",

@@ -1,4 +1,5 @@
-"""``jaxir train`` and ``jaxir sample``: parser builders for `jaxir.cli`, and `load_model_fn`.
+"""``jaxir train`` and ``jaxir sample``: parser builders (the library functions they call,
+`load_model_fn` and `load_config_from_workdir`, live in ``jaxir.training._workdir``).
 
 `jaxir.cli` calls ``add_train_parser(subparsers)`` and ``add_sample_parser(subparsers)``;
 each sets ``func`` on its sub-parser, which returns an exit code. User mistakes (a missing
@@ -12,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import positive_int as _positive_int
+from ._workdir import load_model_fn
 
 SAMPLERS = ("ddim", "ddpm", "dpm", "ode")
 
@@ -118,57 +120,6 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def load_model_fn(workdir, ema: bool = True, step: int | None = None):
-    """``(model_fn, sde, config)`` from a training workdir's latest (or ``step``) checkpoint.
-
-    ``model_fn(x, t, cond)`` follows the jaxir convention (`jaxir.models.make_model_fn`) with
-    the EMA params (``ema=True``) or the raw ones, on the default device; ``sde`` is the
-    `jaxir.sdes` object it was trained with; ``config`` the `TrainConfig`. Raises
-    `FileNotFoundError` for a workdir without a checkpoint and `CheckpointError` for a damaged
-    or mismatched one.
-    """
-    from flax import nnx
-
-    from ..models import (
-        AutoencoderConfig,
-        ClassifierConfig,
-        NoisyClassifier,
-        UNet,
-        make_model_fn,
-        split_model,
-    )
-    from ._checkpoint import Checkpointer
-    from ._config import build_sde
-    from ._step import make_apply_fn
-    from ._trainer import load_config_from_workdir
-
-    workdir = Path(workdir)
-    config = load_config_from_workdir(workdir)
-    ckpt = Checkpointer(workdir / "checkpoints")
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {str(workdir / 'checkpoints')!r}")
-    if isinstance(config.model, AutoencoderConfig):
-        ckpt.close()
-        raise ValueError(f"{str(workdir)!r} holds an autoencoder (latent stage 1), not a "
-                         "diffusion model: load it with jaxir.latent.load_autoencoder(workdir)")
-    is_clf = isinstance(config.model, ClassifierConfig)
-    cls = NoisyClassifier if is_clf else UNet
-    graphdef, abstract = split_model(nnx.eval_shape(lambda: cls(config.model,
-                                                                 rngs=nnx.Rngs(0))))
-    import jax
-
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev),
-                            abstract)
-    try:
-        params = ckpt.restore_params(abstract, step, ema=ema)
-    finally:
-        ckpt.close()
-    model_fn = (make_apply_fn(graphdef, classifier=True)(params) if is_clf
-                else make_model_fn(graphdef, params))
-    return model_fn, build_sde(config.sde), config
-
-
 def _cmd_restore_lq(args) -> int:
     """``jaxir sample --lq``: one image through `jaxir.restore.restore_learned`."""
     import time
@@ -210,7 +161,8 @@ def _cmd_sample(args) -> int:
     from .. import samplers
     from ._checkpoint import CheckpointError
     from ._config import LEARNED_RESTORATION_KINDS
-    from ._trainer import load_config_from_workdir, save_image_grid
+    from ._outputs import save_image_grid
+    from ._workdir import load_config_from_workdir
 
     try:
         config = load_config_from_workdir(args.workdir)

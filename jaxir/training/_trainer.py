@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from ..data import DataLoader, get_source, images_to_uint8
+from ..data import DataLoader, get_source
 from ..models import (
     Autoencoder,
     AutoencoderConfig,
@@ -37,21 +37,17 @@ from ._config import (
     ConfigError,
     TrainConfig,
     build_sde,
-    config_diff,
-    config_from_dict,
     config_to_dict,
     validate,
 )
 from ._losses import make_loss
+from ._outputs import plot_metrics, save_image_grid
 from ._sharding import batch_sharding, global_batch, make_mesh, replicated, tree_shardings
 from ._state import TrainState, init_loss_scale, make_optimizer
 from ._step import jit_train_step, make_apply_fn, make_train_step
+from ._workdir import format_diffs, load_model_fn, lock_workdir, resume_diffs
 
-__all__ = ["build_loss", "init_train_state", "load_config_from_workdir", "make_degradation",
-           "plot_metrics", "save_image_grid", "train"]
-
-# Config sections that must not change when resuming (they define what was trained).
-_FROZEN_SECTIONS = ("model.", "sde.", "loss.")
+__all__ = ["build_loss", "init_train_state", "make_degradation", "train"]
 
 
 # ---- pieces ----------------------------------------------------------------------------------
@@ -220,8 +216,6 @@ def build_loss(config: TrainConfig, sde):
 def _reflow_teacher(config: TrainConfig, workdir):
     """The EMA velocity of the flow run in ``workdir``, checked against the student's config
     (same degradation and source noise: the reflow pairs start where the teacher's did)."""
-    from ._cli import load_model_fn
-
     model_fn, _, teacher = load_model_fn(workdir)
     if teacher.loss.kind != "flow":
         raise ValueError(f"loss.options['teacher'] = {str(workdir)!r} holds a "
@@ -274,54 +268,6 @@ def init_train_state(config: TrainConfig, mesh: Mesh, total_steps: int | None = 
     return graphdef, state, shardings, tx, schedule
 
 
-def save_image_grid(images, path, ncol: int | None = None, min_tile: int = 32,
-                    pad: int = 1) -> Path:
-    """Write (N, H, W, C) images in [-1, 1] as one PNG grid (Pillow). Tiles smaller than
-    ``min_tile`` pixels are enlarged by an integer factor (nearest)."""
-    from PIL import Image
-
-    x = images_to_uint8(np.asarray(images))
-    n, h, w, c = x.shape
-    ncol = ncol or int(math.ceil(math.sqrt(n)))
-    nrow = int(math.ceil(n / ncol))
-    f = max(1, int(math.ceil(min_tile / max(h, w))))
-    if f > 1:
-        x = x.repeat(f, axis=1).repeat(f, axis=2)
-        h, w = h * f, w * f
-    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, ncol)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h,
-             pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
-    path = Path(path)
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
-    return path
-
-
-def plot_metrics(metrics_path, out_path, key: str = "loss") -> Path | None:
-    """Plot ``key`` against ``step`` from a metrics.jsonl file into a PNG (matplotlib Agg,
-    without touching the global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line]
-    rows = [r for r in rows if key in r]
-    if not rows:
-        return None
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot([r["step"] for r in rows], [r[key] for r in rows], lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-    if all(r[key] > 0 for r in rows):
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path)
-    return Path(out_path)
-
-
 def _sampler(config: TrainConfig, apply_fn, sde, shape, mesh, cond_batch):
     """jit(params, key) -> images: DDIM (η = 0) with x̂0 clipped to [-1, 1]."""
     n = shape[0]
@@ -344,14 +290,6 @@ def _sampler(config: TrainConfig, apply_fn, sde, shape, mesh, cond_batch):
 
 
 # ---- the loop --------------------------------------------------------------------------------
-def _check_resume(saved: dict, current: dict) -> list[tuple]:
-    return [d for d in config_diff(saved, current) if d[0].startswith(_FROZEN_SECTIONS)]
-
-
-def _fmt_diffs(diffs) -> str:
-    return "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in diffs)
-
-
 def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str | None = None,
           mesh: Mesh | dict | None = None, progress: bool = True,
           max_steps: int | None = None) -> TrainState:
@@ -401,7 +339,7 @@ def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str |
     primary = jax.process_index() == 0
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_workdir(workdir) if primary else None
+    lock = lock_workdir(workdir) if primary else None
     try:
         return _train(config, workdir, mesh, source, probe, primary, progress, max_steps)
     finally:
@@ -428,20 +366,6 @@ def _latent_image_channels(config: TrainConfig) -> int:
     return ae.in_channels
 
 
-def _lock_workdir(workdir: Path):
-    """An exclusive advisory lock on ``workdir/.lock`` (two runs must not share a workdir)."""
-    import fcntl
-
-    f = open(workdir / ".lock", "w")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise ConfigError(f"another training process is using {str(workdir)!r} "
-                          "(it holds workdir/.lock)") from None
-    return f
-
-
 def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
     from tqdm.auto import tqdm
 
@@ -458,17 +382,17 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
     data_state = None
     if ckpt.latest_step() is not None:
         saved_cfg = ckpt.read_json("config")
-        diffs = _check_resume(saved_cfg, cfg_dict) if saved_cfg else []
+        diffs = resume_diffs(saved_cfg, cfg_dict) if saved_cfg else []
         try:
             state, data_state, _ = ckpt.restore(state)
         except CheckpointError as e:
             if diffs:
                 raise CheckpointError(f"{e}. The config differs from the checkpoint's at "
-                                      f"{_fmt_diffs(diffs)}") from e
+                                      f"{format_diffs(diffs)}") from e
             raise
         if diffs:
             raise CheckpointError(
-                f"cannot resume {str(workdir)!r} with a different config: {_fmt_diffs(diffs)}"
+                f"cannot resume {str(workdir)!r} with a different config: {format_diffs(diffs)}"
                 " (use a new workdir)")
         data_state = data_state or None
     if primary:
@@ -597,15 +521,3 @@ def _export_autoencoder(config: TrainConfig, graphdef, state, source, workdir: P
     images = images_to_float(np.stack([np.asarray(source[i]["image"]) for i in range(n)]))
     scale = latent_scale(graphdef, params, images)
     return save_autoencoder(workdir / AUTOENCODER_FILE, config.model, params, latent_scale=scale)
-
-
-def load_config_from_workdir(workdir) -> TrainConfig:
-    """The `TrainConfig` a workdir was trained with (``config.json``, else the checkpoint's)."""
-    workdir = Path(workdir)
-    p = workdir / "config.json"
-    if p.exists():
-        return config_from_dict(json.loads(p.read_text()))
-    ckpt = Checkpointer(workdir / "checkpoints")
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"{str(workdir)!r} has no config.json and no checkpoint")
-    return config_from_dict(ckpt.read_json("config"))
