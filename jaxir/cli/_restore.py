@@ -164,6 +164,7 @@ def _run_restore(args, task, method, prior, img, gray, mask, out, cmp_out) -> in
     from .. import metrics
     from ..restore._evaluate import method_label
     from ..restore._io import comparison_image, save_image
+    from ..restore._methods import best_baseline
     from ..restore._restore import restore_image
     from ..restore._tasks import degrade_images
 
@@ -188,22 +189,41 @@ def _run_restore(args, task, method, prior, img, gray, mask, out, cmp_out) -> in
                                samples=args.samples))
     secs = time.perf_counter() - t0
     save_image(out, x_hat)
-    y_view = y if task.make_mask is None else y * mask  # show holes as mid-grey
     label = method.name if method.kind == "classical" else method_label(
         method.name, args.samples,
         args.steps if args.steps not in (None, method.default_steps) else None)
-    panels = [("input", y_view), (label, x_hat)]
+    # the task's best classical baseline (held-out evaluation) next to the result, unless the
+    # method is that baseline or the task has none besides A⁺y
+    base_name = best_baseline(task.name)
+    baseline = None
+    if base_name not in (method.name, "pinv"):
+        baseline = back(restore_image(rgb(y), task, base_name, mask=mask))
+    panels = [("input", y if task.make_mask is None else y * mask)]  # holes as mid-grey
+    if baseline is not None:
+        panels.append((base_name, baseline))
+    panels.append((label, x_hat))
     if x is not None:
         panels.append(("ground truth", x))
     save_image(cmp_out, comparison_image(panels).astype(np.float32) / 127.5 - 1.0)
     print(f"restored {args.input} ({task.name}, {label}) in {secs:.1f} s -> {out} "
           f"and {cmp_out}")
-    if x is not None:
-        base = back(restore_image(rgb(y), task, "pinv", mask=mask))
-        for name, z in (("degraded input (A+y)", base), (label, x_hat)):
-            p = float(metrics.psnr(z, x))
-            s = float(metrics.ssim(z, x))
-            print(f"  {name:>22}: PSNR {p:6.2f} dB   SSIM {s:.4f}")
+    if x is None:
+        if baseline is not None:
+            print(f"  the best classical baseline for {task.name}, {base_name}, is in "
+                  f"{cmp_out} for comparison")
+        return 0
+    rows = [("degraded input (A+y)", back(restore_image(rgb(y), task, "pinv", mask=mask)))]
+    if baseline is not None:
+        rows.append((f"best baseline {base_name}", baseline))
+    rows.append((label, x_hat))
+    scores = {}
+    for name, z in rows:
+        scores[name] = p, s = float(metrics.psnr(z, x)), float(metrics.ssim(z, x))
+        print(f"  {name:>22}: PSNR {p:6.2f} dB   SSIM {s:.4f}")
+    if baseline is not None:
+        from ..restore._demo import verdict
+
+        print(f"  {label} {verdict(scores[label][0], scores[rows[1][0]][0], base_name)}")
     return 0
 
 
