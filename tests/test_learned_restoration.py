@@ -15,14 +15,13 @@ from test_cli_restore import _fails, _png
 
 from jaxir.cli import main
 from jaxir.models import Autoencoder, AutoencoderConfig, UNet, make_model_fn, split_model
-from jaxir.operators import Blur, gaussian_kernel
+from jaxir.operators import Blur, Degradation, gaussian_kernel, make_degradation
 from jaxir.restore._learned import LearnedModel, load_learned, prepare_lq, restore_learned
 from jaxir.training import (
     LEARNED_RESTORATION_KINDS,
     build_sde,
     config_to_dict,
     load_config,
-    make_degradation,
     make_loss,
     train,
 )
@@ -103,6 +102,27 @@ def test_palette_degradations_match_the_operators_and_keep_their_masks():
             make_degradation(bad)
     with pytest.raises(ValueError, match="pass a key"):
         make_degradation("inpaint:0.5")(None, x)
+
+
+def test_degradation_spec_parses_once_and_keeps_masks_without_noise():
+    """`jaxir.operators.Degradation`: the parsed steps, the SR factor `prepare_lq` uses, and
+    with ``noise=False`` the same masks as with noise whatever the order of the steps (the
+    mask keys do not depend on the noise draws), the kept pixels exact and the holes 0."""
+    d = Degradation.parse("noise:0.1+sr:2+inpaint:0.5+sr:2")
+    assert d.steps == (("noise", 0.1), ("sr", 2), ("inpaint", 0.5), ("sr", 2))
+    assert d.sr_factor == 4 and d.masked and not Degradation.parse("blur:1").masked
+    x = jnp.tanh(jax.random.normal(jax.random.key(0), (2, 8, 8, 1)))
+    spec = Degradation.parse("noise:0.3+inpaint:0.5")
+    noisy, clean = spec(jax.random.key(1), x), spec(jax.random.key(1), x, noise=False)
+    hole = np.asarray(clean) == 0
+    assert 0.3 < hole.mean() < 0.7
+    np.testing.assert_array_equal(np.asarray(clean)[~hole], np.asarray(x)[~hole])
+    np.testing.assert_array_equal(np.asarray(noisy)[hole] != 0, True)  # N(0, 1) fill
+    kept = np.asarray(noisy)[~hole] - np.asarray(x)[~hole]  # the noise, std 0.3
+    assert 0.2 < kept.std() < 0.4
+    for bad in ("", "sr:1.5", "noise", "noise:-1"):
+        with pytest.raises(ValueError, match="degradation"):
+            Degradation.parse(bad)
 
 
 def test_palette_config_validates_and_its_loss_runs():

@@ -26,5 +26,6 @@ from ._noise import poisson_noise as poisson_noise
 from ._nonlinear import JPEGLike as JPEGLike
 from ._nonlinear import LowLight as LowLight
 from ._nonlinear import PhaseRetrieval as PhaseRetrieval
+from ._spec import Degradation as Degradation, make_degradation as make_degradation
 from ._sr import BicubicSuperResolution as BicubicSuperResolution
 from ._sr import SuperResolution as SuperResolution

@@ -138,12 +138,11 @@ def prepare_lq(lq, model: LearnedModel):
     c = model.channels
     if lq.shape[-1] != c:
         raise ValueError(f"lq has {lq.shape[-1]} channel(s); this model takes {c}")
+    from ..operators import Degradation
+
     size = model.image_size
-    factor = 1
-    for part in (model.config.loss.degradation or "").split("+"):
-        kind, _, arg = part.partition(":")
-        if kind == "sr":
-            factor *= int(float(arg))
+    spec = model.config.loss.degradation
+    factor = Degradation.parse(spec).sr_factor if spec else 1
     h, w = lq.shape[1:3]
     if factor > 1 and (h, w) == (size // factor, size // factor):
         lq = jnp.repeat(jnp.repeat(lq, factor, axis=1), factor, axis=2)
@@ -217,11 +216,11 @@ def restore_learned(model, lq, key, steps: int | None = None, mask=None):
         if kind != "conditional":
             raise ValueError(f"mask= is for Palette-style conditional models (inpainting / "
                              f"uncropping); a {kind!r} model takes the degraded image only")
-        from ..training._trainer import _masked  # the training condition's fill
+        from ..operators import Degradation  # the training condition's fill
 
         mask = _palette_mask(mask, lq)
         key, k_fill = jax.random.split(key)
-        lq = _masked(k_fill, lq, mask, fill_noise=True)
+        lq = Degradation.fill_holes(k_fill, lq, mask, noise=True)
         known = (lq, mask)
 
     if kind == "regression":

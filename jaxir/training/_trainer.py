@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ..models import (
     UNet,
     split_model,
 )
+from ..operators import make_degradation
 from ..samplers import ddim_sample
 from ._checkpoint import Checkpointer, CheckpointError, GracefulStop
 from ._config import (
@@ -51,128 +51,6 @@ __all__ = ["build_loss", "init_train_state", "make_degradation", "train"]
 
 
 # ---- pieces ----------------------------------------------------------------------------------
-def _gaussian_blur(x, sigma: float):
-    """Separable Gaussian blur of (B, H, W, C) images, std ``sigma`` pixels, kernel
-    ``2⌈3σ⌉ + 1`` taps, edge (replicate) boundary: ``jaxir.operators.Blur((H, W, C),
-    gaussian_kernel(2⌈3σ⌉ + 1, σ), threshold=0, boundary="edge").A_full`` on each image, from
-    the operator's own 1-D blur matrices (without the SVD the operator also builds)."""
-    from ..operators import gaussian_kernel
-    from ..operators._blur import _toeplitz_blur_matrix
-
-    k = gaussian_kernel(2 * int(math.ceil(3.0 * sigma)) + 1, sigma).astype(x.dtype)
-    th = _toeplitz_blur_matrix(x.shape[1], k, "edge")
-    tw = _toeplitz_blur_matrix(x.shape[2], k, "edge")
-    return jnp.einsum("ia,nabc,jb->nijc", th, x, tw, precision=jax.lax.Precision.HIGHEST)  # exact
-
-
-_DEGRADATION_HELP = ("use 'sr:F' (integer F), 'blur:S' (S > 0 pixels), 'noise:S' (S >= 0), "
-                     "'gray', 'inpaint:P' (0 < P < 1 missing), 'inpaint:box', 'uncrop' or "
-                     "'jpeg:Q' (1 <= Q <= 100), joined by '+'")
-
-
-def _masked(key, x, mask, fill_noise: bool):
-    """Palette's masked condition: ``x`` where ``mask`` is 1, N(0, 1) noise (or 0) where 0."""
-    fill = jax.random.normal(key, x.shape, x.dtype) if fill_noise else jnp.zeros_like(x)
-    return mask * x + (1.0 - mask) * fill
-
-
-def _palette_step(kind, value, key, x, noise: bool):
-    """One of the Palette degradations (colorization, inpainting, uncropping, JPEG) on (B, H, W,
-    C) images, built from `jaxir.operators`."""
-    from ..operators import Colorization, JPEGLike, box_mask, half_mask, random_mask
-
-    shape = x.shape[1:]
-    if kind == "gray":  # the luminance (channel mean) repeated over the channels
-        op = Colorization(shape)
-        return jax.vmap(lambda xi: op.A_pinv(op.A(xi)))(x)
-    if kind == "jpeg":
-        return jax.vmap(JPEGLike(shape, quality=int(value)).A)(x)
-    k_mask, k_fill = jax.random.split(key)
-    b = x.shape[0]
-    if kind == "inpaint" and value == "box":  # Palette's centre mask: the middle H/2 x W/2
-        mask = jnp.broadcast_to(box_mask(shape[:2])[None, :, :, None], (b, *shape[:2], 1))
-    elif kind == "inpaint":  # a fraction `value` of the pixels missing, per image
-        mask = jax.vmap(lambda k: random_mask(k, shape[:2], 1.0 - value))(
-            jax.random.split(k_mask, b))[..., None]
-    else:  # uncrop: one half missing, its side drawn per image
-        sides = jnp.stack([half_mask(shape[:2], s) for s in ("left", "right", "top", "bottom")])
-        mask = sides[jax.random.randint(k_mask, (b,), 0, 4)][..., None]
-    return _masked(k_fill, x, mask, noise)
-
-
-def make_degradation(spec: str, noise: bool = True):
-    """``degrade(key, x0) -> lq`` at x0's resolution from a spec such as "sr:4", "noise:0.2",
-    "blur:1.5" or "sr:4+noise:0.05" (steps applied left to right).
-
-    "sr:F": F×F block average then nearest upsampling (the SR3 input, upsampled LQ);
-    "blur:S": Gaussian blur, std S pixels (kernel 2⌈3S⌉ + 1 taps, replicate boundary);
-    "noise:S": add N(0, S²) noise ([-1, 1] units). ``noise=False`` skips the noise steps: the
-    result is then the noiseless operator A(x0) (``key`` unused unless a mask is drawn), e.g.
-    for the consistency error ‖A(x̂) − y‖.
-
-    Palette's tasks (Saharia et al. 2022; the official code's masked condition): "gray"
-    (colorization: the channel mean repeated over the channels, `operators.Colorization`),
-    "inpaint:P" (a random fraction P of the pixels missing, per image), "inpaint:box" (the
-    centred H/2 × W/2 box missing), "uncrop" (one half missing, the side drawn per image) —
-    missing pixels hold N(0, 1) noise as in Palette (0 with ``noise=False``) — and "jpeg:Q"
-    (`operators.JPEGLike` at quality Q).
-
-    >>> import jax, jax.numpy as jnp
-    >>> make_degradation("blur:1.5+noise:0.1")(jax.random.key(0), jnp.zeros((2, 8, 8, 3))).shape
-    (2, 8, 8, 3)
-    """
-    steps = []
-    for part in spec.split("+"):
-        kind, _, arg = part.partition(":")
-        if (kind, arg) in (("gray", ""), ("uncrop", ""), ("inpaint", "box")):
-            steps.append((kind, arg or None))
-            continue
-        try:
-            value = float(arg)
-        except ValueError:
-            raise ValueError(f"bad degradation {part!r} in {spec!r}; {_DEGRADATION_HELP}") from None
-        if kind == "sr" and value >= 1 and value == int(value):
-            steps.append(("sr", int(value)))
-        elif kind == "noise" and value >= 0:
-            if noise:
-                steps.append(("noise", value))
-        elif kind == "blur" and value > 0 and math.isfinite(value):
-            steps.append(("blur", value))
-        elif kind == "inpaint" and 0 < value < 1:
-            steps.append(("inpaint", value))
-        elif kind == "jpeg" and 1 <= value <= 100 and value == int(value):
-            steps.append(("jpeg", int(value)))
-        else:
-            raise ValueError(f"bad degradation {part!r} in {spec!r}; {_DEGRADATION_HELP}")
-
-    def degrade(key, x0):
-        x = x0
-        for i, (kind, v) in enumerate(steps):
-            if kind == "sr":
-                b, h, w, c = x.shape
-                if h % v or w % v:
-                    raise ValueError(f"sr:{v} needs H and W divisible by {v}, got {x.shape}")
-                low = x.reshape(b, h // v, v, w // v, v, c).mean(axis=(2, 4))
-                x = jnp.repeat(jnp.repeat(low, v, axis=1), v, axis=2)
-            elif kind == "blur":
-                x = _gaussian_blur(x, v)
-            elif kind in ("gray", "jpeg"):
-                x = _palette_step(kind, v, None, x, noise)
-            elif kind in ("inpaint", "uncrop"):
-                if key is None:
-                    raise ValueError(f"{kind!r} draws a mask: pass a key (the same key gives the "
-                                     "same masks with noise=False)")
-                # keyed by the step's position, not by the noise chain: noise=False gives the
-                # same masks as noise=True for the same key
-                x = _palette_step(kind, v, jax.random.fold_in(key, 1000 + i), x, noise)
-            else:
-                key, sub = jax.random.split(key)
-                x = x + v * jax.random.normal(sub, x.shape, x.dtype)
-        return x
-
-    return degrade
-
-
 def build_loss(config: TrainConfig, sde):
     """The loss function a config names (`jaxir.training.make_loss` with its options)."""
     lc, model = config.loss, config.model
