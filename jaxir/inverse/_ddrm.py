@@ -5,30 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .. import predictions
 from .._utils import bcast, safe_sqrt
-from ..samplers import Samples, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, require_svd, spectral_y, vmapped
+from ..samplers import Samples
+from ._common import require_svd, spectral_y
+from ._driver import Piece, Sampler, chain, denoise, sample
 
 
-def ddrm_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=0.0,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int = 20,
-    eta: float = 0.85,
-    eta_b: float = 1.0,
-    spacing: str | None = None,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def ddrm_sample(key, model_fn, sde, op, y, sigma_y=0.0, shape=None, *, eta: float = 0.85,
+                eta_b: float = 1.0, **options) -> Samples:
     """DDRM in the spectral space of ``op`` (Kawar et al. 2022, Eqs. 7–8, "efficient" form).
 
     With ``A = U S Vᵀ``, ``x̄ = Vᵀ(x_t/α_t)`` (the variance-exploding view, noise level
@@ -56,59 +40,50 @@ def ddrm_sample(
 
     Args:
         op: a linear operator with an SVD (``op.has_svd``).
+        eta, eta_b: η and η_b of Eq. 8.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default 20; ``x_init``
+            replaces the Eq. 7 start).
         others: as :func:`~jaxir.inverse.dps_sample`.
 
     Returns:
         :class:`~jaxir.samplers.Samples`.
     """
-    who = "ddrm_sample"
-    require_svd(op, who)
-    shape = check_x_shape(op, shape, x_init, who)
-    y_b = batch_y(op, y, shape[0], who)
-    uty, s, ybar = spectral_y(op, y_b)
-    dy = uty.shape[-1]
-    V, V_T = vmapped(op, "V"), vmapped(op, "V_T")
-    obs = (jnp.arange(s.shape[0]) < dy) & (s > 0)
-    s_safe = jnp.where(obs, s, 1.0)
-    sig_y = jnp.asarray(sigma_y, jnp.float32)
-    rho = sig_y / s_safe  # noise std of ȳ_i
-    # Uᵀy padded to the x-space spectral size (the "less noisy" residual uses Uᵀy − s x̄0)
-    uty_pad = jnp.concatenate([uty, jnp.zeros((shape[0], s.shape[0] - dy), uty.dtype)], -1)
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = time_grid(sde, num_steps, spacing)
-    k_init, k_steps = jax.random.split(key)
-    flat = (shape[0], s.shape[0])
+    require_svd(op, "ddrm_sample")
 
-    def vbar(t):
-        a, sig = sde.marginal_coeffs(t)
-        return a, sig / a
+    def build(p):
+        uty, s, ybar = spectral_y(op, p.y)
+        B, D, dy = p.shape[0], s.shape[0], uty.shape[-1]
+        V, V_T = p.batched("V"), p.batched("V_T")
+        obs = (jnp.arange(D) < dy) & (s > 0)
+        sig_y = jnp.asarray(sigma_y, jnp.float32)
+        rho = sig_y / jnp.where(obs, s, 1.0)  # noise std of ȳ_i
+        # Uᵀy padded to the x-space spectral size (the "less noisy" residual uses Uᵀy − s x̄0)
+        uty_pad = jnp.concatenate([uty, jnp.zeros((B, D - dy), uty.dtype)], -1)
 
-    if x_init is None:
-        a_T, sb_T = vbar(jnp.asarray(ts[0], jnp.float32))
-        z = jax.random.normal(k_init, flat)
-        big = obs & (s * sb_T > sig_y)
-        xbar = jnp.where(big, ybar + safe_sqrt(sb_T**2 - rho**2) * z, sb_T * z)
-        x = a_T * V(xbar)
-    else:
-        x = jnp.asarray(x_init)
+        def vbar(t):
+            a, sig = p.sde.marginal_coeffs(t)
+            return a, sig / a
 
-    def step(carry, inp):
-        (x,) = carry
-        t, s_time, k = inp
-        x0, eps = denoise(x, t, cond)
-        a_s, sb_s = vbar(s_time)
-        x0b, epsb = V_T(x0), V_T(eps)
-        z = jax.random.normal(k, flat)
-        resid = jnp.where(obs, (uty_pad - s * x0b) / jnp.where(sig_y > 0, sig_y, 1.0), 0.0)
-        missing = x0b + safe_sqrt(1.0 - eta**2) * sb_s * epsb + eta * sb_s * z
-        after = x0b + safe_sqrt(1.0 - eta**2) * sb_s * resid + eta * sb_s * z
-        before = eta_b * ybar + (1.0 - eta_b) * x0b + safe_sqrt(sb_s**2 - (eta_b * rho) ** 2) * z
-        is_before = obs & (s * sb_s > sig_y)
-        is_after = obs & (s * sb_s < sig_y)
-        xbar = jnp.where(is_before, before, jnp.where(is_after, after, missing))
-        return (bcast(a_s, x) * V(xbar),)
+        def init(k, t0):  # Eq. 7
+            a_T, sb_T = vbar(t0)
+            z = jax.random.normal(k, (B, D))
+            big = obs & (s * sb_T > sig_y)
+            return a_T * V(jnp.where(big, ybar + safe_sqrt(sb_T**2 - rho**2) * z, sb_T * z))
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)))
+        def update(st, k):  # Eq. 8
+            a_s, sb_s = vbar(st.s)
+            x0b, epsb = V_T(st.x0), V_T(st.eps)
+            z = jax.random.normal(k, (B, D))
+            resid = jnp.where(obs, (uty_pad - s * x0b) / jnp.where(sig_y > 0, sig_y, 1.0), 0.0)
+            missing = x0b + safe_sqrt(1.0 - eta**2) * sb_s * epsb + eta * sb_s * z
+            after = x0b + safe_sqrt(1.0 - eta**2) * sb_s * resid + eta * sb_s * z
+            before = (eta_b * ybar + (1.0 - eta_b) * x0b
+                      + safe_sqrt(sb_s**2 - (eta_b * rho) ** 2) * z)
+            is_before = obs & (s * sb_s > sig_y)
+            is_after = obs & (s * sb_s < sig_y)
+            xbar = jnp.where(is_before, before, jnp.where(is_after, after, missing))
+            return st._replace(x_next=bcast(a_s, st.x) * V(xbar))
+
+        return Sampler(chain(denoise(p), Piece(update, draws=True)), init=init, num_steps=20)
+
+    return sample(build, key, model_fn, sde, op, y, sigma_y, shape, name="ddrm_sample", **options)

@@ -5,32 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .. import predictions
-from ..samplers import VARIANCES, Samples, ddim_step, ddpm_step, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, safe_norm, vmapped, x0_and_vjp
+from ..samplers import VARIANCES, Samples
 from ._common import clip_x0 as _clip
+from ._common import safe_norm
+from ._driver import Sampler, chain, ddim, ddpm, denoise, guide, sample
 
 
-def dps_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=None,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int | None = None,
-    zeta: float = 1.0,
-    eta: float | None = None,
-    spacing: str | None = None,
-    variance: str = "fixed_small",
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def dps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, zeta: float = 1.0,
+               eta: float | None = None, variance: str = "fixed_small", clip_x0=True,
+               **options) -> Samples:
     """DPS: ancestral steps pulled down the gradient of the measurement residual norm.
 
     Each step (Chung et al. 2023, Alg. 1, Gaussian noise) computes ``x̂_0(x_t)``, takes the
@@ -59,6 +42,11 @@ def dps_sample(
             ``(B, *op.y_shape)``.
         sigma_y: unused (DPS folds the noise level into ζ); accepted for a uniform interface.
         shape: ``(B, *op.x_shape)``, or give ``x_init``.
+        zeta: ζ. eta: None (DDPM) or the DDIM η. variance: ``"fixed_small"`` or
+            ``"fixed_large"`` (DDPM). clip_x0: ``True``, ``(lo, hi)`` or ``False``.
+        **options: :data:`~jaxir.inverse.OPTIONS` of :func:`~jaxir.inverse.sample`
+            (``prediction``, ``num_steps``, ``spacing``, ``timesteps``, ``cond``, ``x_init``,
+            ``save_every``, ``checkpoint``).
 
     Returns:
         :class:`~jaxir.samplers.Samples` (``nfe`` counts forward passes; each has one VJP).
@@ -74,38 +62,17 @@ def dps_sample(
         >>> out.x.shape
         (4, 3)
     """
-    del sigma_y
-    who = "dps_sample"
-    shape = check_x_shape(op, shape, x_init, who)
     if variance not in VARIANCES:
-        raise ValueError(f"{who}: variance must be one of {VARIANCES}, got {variance!r}")
-    if num_steps is None:
-        num_steps = getattr(sde, "num_steps", 1000)
-    y_b = batch_y(op, y, shape[0], who)
-    A = vmapped(op, "A")
-    ts, ts_next = time_grid(sde, num_steps, spacing)
-    k_init, k_steps = jax.random.split(key)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
+        raise ValueError(f"dps_sample: variance must be one of {VARIANCES}, got {variance!r}")
 
-    def residual_norm(x0):
-        return safe_norm(y_b - A(_clip(x0, clip_x0)))
+    def build(p):
+        A = p.batched("A")
 
-    def step(carry, inp):
-        (x,) = carry
-        t, s, k = inp
-        x0, eps, vjp = x0_and_vjp(model_fn, sde, prediction, x, t, cond)
-        # ∇_{x_t} Σ_b ‖y_b − A(x̂0_b)‖ = per-example gradients (examples are independent)
-        grad = vjp(jax.grad(lambda u: jnp.sum(residual_norm(u)))(x0))
-        x0c = _clip(x0, clip_x0)
-        if eta is None:
-            x_prev = ddpm_step(sde, k, x, t, s, x0c, variance)
-        else:
-            if x0c is not x0:  # keep (x̂0, ε̂) consistent after clipping
-                eps = predictions.convert(x0c, x, t, sde, "x0", "eps")
-            x_prev = ddim_step(sde, k, x, t, s, x0c, eps, eta)
-        return (x_prev - zeta * grad,)
+        def residual_norm(x0):  # Σ_b ‖y_b − A(x̂0_b)‖: per-example gradients
+            return jnp.sum(safe_norm(p.y - A(_clip(x0, clip_x0))))
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)))
+        base = ddpm(p, variance) if eta is None else ddim(p, eta)
+        pull = guide(lambda st: jax.grad(residual_norm)(st.denoised), -zeta)
+        return Sampler(chain(denoise(p, clip_x0, vjp=True), base, pull))
+
+    return sample(build, key, model_fn, sde, op, y, sigma_y, shape, name="dps_sample", **options)

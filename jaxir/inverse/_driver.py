@@ -1,0 +1,390 @@
+"""The posterior-sampler driver: one loop, a base reverse step, corrections.
+
+Every training-free sampler of :mod:`jaxir.inverse` walks a time grid ``T = t_0 > … > t_{n−1}``
+(last successor 0) and moves ``x_t → x_s`` by a *base reverse step* (DDPM ancestral, DDIM with
+η, DDNM's, DiffPIR's, DDRM's spectral update, …) composed with *corrections* (a likelihood
+gradient through the denoiser, a replacement of the observed part, a proximal data step, …).
+Each is a :class:`Piece`: a function of the step's context :class:`Step` that returns it
+updated — the way an optax ``GradientTransformation`` is a function of the updates — and
+:func:`chain` runs pieces in order. A method is a ``build(problem) -> Sampler`` function;
+:func:`sample` is the one loop that runs it:
+
+* checks ``shape`` / ``x_init`` against ``op.x_shape`` and batches ``y`` (:class:`Problem`);
+* builds the time grid with :func:`jaxir.samplers.time_grid` (or the method's own), and for a
+  method with a *walk* (time travel, RePaint's jumps) the path of moves over it;
+* splits the key — ``k_init, k_steps = split(key)`` (a method may name a third key) and step
+  ``k`` uses ``split(k_steps, n)[k]``, shared by the pieces that draw (:func:`chain`);
+* runs one ``lax.scan`` through :func:`jaxir.samplers.scan_steps` (``save_every``,
+  ``checkpoint``) and returns :class:`~jaxir.samplers.Samples` with the NFE and the finite flag.
+
+Everything is a pure function of its arrays: ``jax.jit`` (close over ``model_fn`` and the
+options), ``jax.vmap`` over keys and ``jax.grad`` w.r.t. ``y``, ``x_init`` or what ``model_fn``
+closes over compose with every sampler built this way.
+
+Example — DDPM whose x̂_0 takes one Landweber step towards ``A x = y`` before every step::
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxir import exact, inverse, operators, schedules, sdes
+    >>> def build(p):
+    ...     A, A_T = p.batched("A"), p.batched("A_T")
+    ...     def landweber(step):
+    ...         return step._replace(x0=step.x0 - 0.5 * A_T(A(step.x0) - p.y))
+    ...     return inverse.Sampler(inverse.chain(inverse.denoise(p), inverse.correct(landweber),
+    ...                                          inverse.ddpm(p)))
+    >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
+    >>> prior = exact.Gaussian(jnp.zeros(3), jnp.eye(3))
+    >>> op = operators.DenseMatrix(jnp.array([[1.0, 0.0, 0.0]]))
+    >>> out = inverse.sample(build, jax.random.key(0), prior.model_fn(sde), sde, op,
+    ...                      jnp.ones(1), None, (4, 3), num_steps=20)
+    >>> out.x.shape, out.nfe
+    ((4, 3), 20)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import predictions
+from .._utils import bcast
+from ..samplers import Samples, ddim_step, ddpm_step, scan_steps, time_grid
+from ._common import batch_y, check_x_shape, clip_x0, replace_observed, spectral_y
+
+
+class Problem(NamedTuple):
+    """The inverse problem a sampler is asked, checked and batched by :func:`sample`.
+
+    Attributes:
+        name: the public sampler's name (for error messages).
+        model_fn, sde, prediction, cond: the prior (see :mod:`jaxir.predictions`).
+        op: the degradation (single-example methods; :meth:`batched` maps them over ``B``),
+            or None for a method that brings its own (GDP's learned degradation).
+        y: the measurement, ``(B, *op.y_shape)`` (one per chain; a shared ``y`` is broadcast).
+        sigma_y: its noise std as given (a Python ``0`` selects noiseless forms).
+        shape: ``(B, *op.x_shape)``.
+    """
+
+    name: str
+    model_fn: Callable
+    sde: Any
+    op: Any
+    y: jax.Array
+    sigma_y: Any
+    shape: tuple
+    prediction: str = "eps"
+    cond: Any = None
+
+    def batched(self, method: str) -> Callable:
+        """``jax.vmap`` of the single-example ``op.<method>`` (``"A"``, ``"A_T"``, ``"V"``, …)."""
+        return jax.vmap(getattr(self.op, method))
+
+    def denoise(self, x, t):
+        """Tweedie ``(x̂_0, ε̂)`` of the model at ``(x_t, t)`` (:mod:`jaxir.predictions`)."""
+        return predictions.denoiser_from_model(self.model_fn, self.sde, self.prediction)(
+            x, t, self.cond)
+
+
+class Step(NamedTuple):
+    """What one move ``x_t → x_s`` hands from piece to piece (see :func:`chain`).
+
+    Attributes:
+        x: ``x_t``, ``(B, *x_shape)``; a correction may replace it before the denoiser runs.
+        t, s: the times the move starts from and goes to (scalars; ``s < t`` for a reverse
+            step, ``s > t`` for a move up a walk).
+        state: what the method carries from step to step (None unless it has a ``state``).
+        x0, eps: the ``(x̂_0, ε̂)`` the base step uses (after clipping and corrections).
+        denoised: the network's own ``x̂_0(x_t)`` (before clipping or corrections).
+        vjp: ``v ↦ (∂x̂_0/∂x_t)ᵀ v`` at ``x_t`` (``denoise(p, vjp=True)``), for guidance.
+        x_next: ``x_s`` once the base step has run; corrections after it change this.
+    """
+
+    x: jax.Array
+    t: jax.Array
+    s: jax.Array
+    state: Any = None
+    x0: jax.Array | None = None
+    eps: jax.Array | None = None
+    denoised: jax.Array | None = None
+    vjp: Callable | None = None
+    x_next: jax.Array | None = None
+
+
+class Piece(NamedTuple):
+    """One part of a move: ``update(step, key) -> step`` (``key`` is None unless ``draws``)."""
+
+    update: Callable[[Step, Any], Step]
+    draws: bool = False
+
+
+class Sampler(NamedTuple):
+    """A posterior sampler as :func:`sample` runs it (what a method's ``build`` returns).
+
+    Attributes:
+        step: the reverse move ``x_t → x_s``; must set ``x_next``.
+        init: ``(key, t_0) -> x_T`` when no ``x_init`` is given; default the SDE's prior.
+        state: ``(key, x_T) -> state`` carried through the scan in :attr:`Step.state`;
+            ``key`` is the ``"state"`` key of :attr:`keys` (None without one).
+        up: the move up a walk (``s > t``: re-noising), with :attr:`walk`.
+        walk: ``num_steps -> level path`` over the grid's indices (``n−1`` = ``T``, ``−1`` =
+            the data; consecutive levels differ by one; a rise is an ``up`` move). Default:
+            straight down, one reverse move per grid time.
+        finish: ``(x, state, key) -> (x, extras)`` after the loop (``key``: the ``"finish"``
+            key); a changed ``x`` also replaces the trajectory's last entry.
+        num_steps: the default number of steps (None: all ``N`` of a discrete SDE, else 1000).
+        spacing: the default grid spacing (None: :func:`~jaxir.samplers.time_grid`'s).
+        grid: ``(sde, num_steps) -> (ts, ts_next)`` instead of ``time_grid`` (when no
+            ``timesteps`` are given).
+        keys: the order ``key`` is split in, from ``"init"``, ``"steps"``, ``"state"`` and
+            ``"finish"`` — kept per method so that fixed-key results never move.
+    """
+
+    step: Piece
+    init: Callable | None = None
+    state: Callable | None = None
+    up: Piece | None = None
+    walk: Callable | None = None
+    finish: Callable | None = None
+    num_steps: int | None = None
+    spacing: str | None = None
+    grid: Callable | None = None
+    keys: tuple = ("init", "steps")
+
+
+# ---- composing pieces --------------------------------------------------------------------
+
+
+def chain(*pieces: Piece) -> Piece:
+    """Run ``pieces`` in order; the pieces that draw share the step's key.
+
+    With one drawing piece it gets the key itself, with ``m > 1`` they get
+    ``jax.random.split(key, m)`` in order (a chain draws as one piece when nested).
+    """
+    m = sum(p.draws for p in pieces)
+
+    def update(step, key):
+        keys = iter(() if m == 0 else (key,) if m == 1 else tuple(jax.random.split(key, m)))
+        for p in pieces:
+            step = p.update(step, next(keys) if p.draws else None)
+        return step
+
+    return Piece(update, m > 0)
+
+
+def correct(fn: Callable, draws: bool = False) -> Piece:
+    """A piece from a plain function: ``fn(step) -> step``, or ``fn(step, key)`` if ``draws``."""
+    return Piece((lambda step, key: fn(step, key)) if draws else (lambda step, key: fn(step)),
+                 draws)
+
+
+# ---- base pieces -------------------------------------------------------------------------
+
+
+def denoise(p: Problem, clip=False, vjp: bool = False) -> Piece:
+    """Set ``x0, eps, denoised`` (and ``vjp``) from the model at ``(step.x, step.t)``.
+
+    ``clip``: ``True`` clips ``x0`` to [-1, 1], a pair to ``(lo, hi)``, False/None not at all;
+    ``eps`` is then recomputed from the clipped ``x0`` (so a DDIM step stays consistent).
+    ``vjp=True`` also returns the VJP of ``x̂_0`` w.r.t. ``x_t`` (one backward pass per step;
+    :func:`~jaxir.inverse.x0_and_vjp`).
+    """
+    den = predictions.denoiser_from_model(p.model_fn, p.sde, p.prediction)
+
+    def update(step, key):
+        x, t = step.x, step.t
+        if vjp:
+            (x0, eps), pullback = jax.vjp(lambda u: den(u, t, p.cond), x)
+            back = lambda v: pullback((v, jnp.zeros_like(eps)))[0]
+        else:
+            (x0, eps), back = den(x, t, p.cond), None
+        x0c = clip_x0(x0, clip)
+        if x0c is not x0:  # keep (x̂0, ε̂) consistent after clipping
+            eps = predictions.convert(x0c, x, t, p.sde, "x0", "eps")
+        return step._replace(x0=x0c, eps=eps, denoised=x0, vjp=back)
+
+    return Piece(update)
+
+
+def ddpm(p: Problem, variance: str = "fixed_small") -> Piece:
+    """The ancestral step ``x_t → x_s`` given ``x0`` (:func:`jaxir.samplers.ddpm_step`)."""
+    return Piece(lambda st, key: st._replace(
+        x_next=ddpm_step(p.sde, key, st.x, st.t, st.s, st.x0, variance)), True)
+
+
+def ddim(p: Problem, eta: float = 0.0) -> Piece:
+    """The DDIM step with η given ``(x0, eps)`` (:func:`jaxir.samplers.ddim_step`; η = 0 draws
+    nothing but still takes its key, so the key layout does not depend on η)."""
+    return Piece(lambda st, key: st._replace(
+        x_next=ddim_step(p.sde, key, st.x, st.t, st.s, st.x0, st.eps, eta)), True)
+
+
+# ---- corrections -------------------------------------------------------------------------
+
+
+def guide(direction: Callable, scale=1.0) -> Piece:
+    """Likelihood guidance through the denoiser: ``x_s ← x_s + c · (∂x̂_0/∂x_t)ᵀ v``.
+
+    ``v = direction(step)`` lives in x̂_0-space (e.g. ``∇_{x̂_0} loss`` at ``step.denoised``
+    for DPS / MCG, ΠGDM's ``A⁺(y − A x̂_0)``); ``c = scale`` or ``scale(step)`` (a scalar or
+    per example). Needs ``denoise(p, vjp=True)`` earlier in the chain and the base step before.
+    """
+    def update(step, key):
+        g = step.vjp(direction(step))
+        c = scale(step) if callable(scale) else scale
+        return step._replace(x_next=step.x_next + bcast(c, g) * g)
+
+    return Piece(update)
+
+
+def observed_replacer(p: Problem) -> Callable:
+    """``fn(key, x, t)``: the observed spectral part of ``x`` replaced by ``y`` noised to ``t``.
+
+    With ``A = U diag(s) Vᵀ`` every coefficient of ``Vᵀ(x − m_t)`` with ``s_i > 0`` becomes
+    ``α_t (Uᵀy)_i/s_i + σ_t ε_i`` (:func:`~jaxir.inverse._common.replace_observed`; for
+    :class:`~jaxir.operators.Inpainting` the pixel blend). Needs ``op.has_svd``.
+    """
+    _, s_all, ybar = spectral_y(p.op, p.y)
+
+    def fn(key, x, t):
+        a, sig = p.sde.marginal_coeffs(t)
+        return replace_observed(p.op, key, x, ybar, s_all, a, sig, p.sde.marginal_offset(t, x))
+
+    return fn
+
+
+def replace(p: Problem, before: bool = False) -> Piece:
+    """Replacement of the observed part (:func:`observed_replacer`): of ``x_next`` at the
+    level ``s`` the step arrives at (Score-SDE projection, MCG), or with ``before=True`` of
+    ``x`` at its own level ``t`` before the denoiser runs (RePaint)."""
+    fn = observed_replacer(p)
+    if before:
+        return Piece(lambda st, key: st._replace(x=fn(key, st.x, st.t)), True)
+    return Piece(lambda st, key: st._replace(x_next=fn(key, st.x_next, st.s)), True)
+
+
+# ---- the loop ----------------------------------------------------------------------------
+
+
+class _Options(NamedTuple):
+    prediction: str = "eps"
+    num_steps: int | None = None
+    spacing: str | None = None
+    timesteps: Any = None
+    cond: Any = None
+    x_init: Any = None
+    save_every: int | None = None
+    checkpoint: Any = False
+
+
+#: The keyword options every sampler built on :func:`sample` takes.
+OPTIONS = _Options._fields
+
+
+def _shapes(name, op, shape, x_init, y):
+    """``(B, *x_shape)`` and ``y`` batched; without operator shapes ``y`` has the shape of x."""
+    if op is not None and op.x_shape is not None:
+        shape = check_x_shape(op, shape, x_init, name)
+        return shape, batch_y(op, y, shape[0], name)
+    if x_init is not None:
+        shape = tuple(jnp.shape(x_init))
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"{name}: give shape=(B, *x_shape) or x_init")
+    shape = tuple(int(d) for d in shape)
+    y_b = jnp.asarray(y)
+    if y_b.shape == shape[1:]:
+        return shape, jnp.broadcast_to(y_b, shape)
+    if y_b.shape != shape:
+        raise ValueError(f"{name}: without operator shapes y must have shape x_shape = "
+                         f"{shape[1:]} or (B, *x_shape) = {shape}, got {y_b.shape}")
+    return shape, y_b
+
+
+def _grid(sampler, sde, num_steps, spacing, timesteps):
+    if timesteps is not None:
+        return time_grid(sde, num_steps, spacing, timesteps=timesteps)
+    if sampler.grid is not None:
+        return sampler.grid(sde, num_steps)
+    return time_grid(sde, num_steps, spacing or sampler.spacing)
+
+
+def sample(build: Callable[[Problem], Sampler], key, model_fn, sde, op, y, sigma_y=None,
+           shape=None, *, name: str = "sample", **options) -> Samples:
+    """Run the posterior sampler ``build(problem)`` (see the module docstring).
+
+    Args:
+        build: ``Problem -> Sampler``, called once at trace time with the checked problem.
+        key: PRNG key. model_fn: ``model_fn(x, t, cond)`` on batches ``(B, *x_shape)``.
+        sde: a :class:`~jaxir.sdes.LinearSDE`. op: the degradation. y: ``op.y_shape``
+            (shared by the batch: ``B`` posterior samples) or ``(B, *op.y_shape)``.
+        sigma_y: the noise std of ``y``, handed to ``build`` as given.
+        shape: ``(B, *op.x_shape)``, or give ``x_init``.
+        name: the public sampler's name, for error messages.
+
+    Keyword options (:data:`OPTIONS`, every sampler built on this takes them):
+        prediction: what ``model_fn`` predicts (``"eps"``, ``"x0"``, ``"v"``, …).
+        num_steps: the number of grid times (default: the method's).
+        spacing: the grid's respacing (:func:`~jaxir.samplers.time_grid`).
+        timesteps: an explicit descending grid instead (passed to ``time_grid``).
+        cond: passed to ``model_fn``.
+        x_init: the state to start from, ``(B, *x_shape)``, instead of the method's draw.
+        save_every: also return every k-th state (the start first, the output last).
+        checkpoint: rematerialise the steps under ``jax.grad`` (``scan_steps``'s modes).
+
+    Returns:
+        :class:`~jaxir.samplers.Samples`; ``nfe`` counts reverse moves (model calls).
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}")
+    o = _Options(**options)
+    shape, y_b = _shapes(name, op, shape, o.x_init, y)
+    p = Problem(name, model_fn, sde, op, y_b, sigma_y, shape, o.prediction, o.cond)
+    m = build(p)
+    n = o.num_steps if o.num_steps is not None else m.num_steps
+    if n is None:
+        n = getattr(sde, "num_steps", 1000)
+    ts, ts_next = _grid(m, sde, n, o.spacing, o.timesteps)
+    up = None
+    if m.walk is not None:
+        path = m.walk(len(ts))
+        levels = jnp.concatenate([jnp.zeros((1,), jnp.float32),
+                                  jnp.asarray(ts, jnp.float32)[::-1]])  # level k at k + 1
+        ts, ts_next = levels[path[:-1] + 1], levels[path[1:] + 1]
+        up = np.asarray(path[1:] > path[:-1])
+    ks = dict(zip(m.keys, jax.random.split(key, len(m.keys))))
+    if o.x_init is not None:
+        x = jnp.asarray(o.x_init)
+    elif m.init is not None:
+        x = m.init(ks["init"], jnp.asarray(ts[0], jnp.float32))
+    else:
+        x = sde.prior_sample(ks["init"], shape)
+    state = None if m.state is None else m.state(ks.get("state"), x)
+
+    def move(piece, x, state, t, s, k):
+        st = piece.update(Step(x, t, s, state), k if piece.draws else None)
+        return st.x_next, st.state
+
+    def body(carry, inp):
+        x, state = carry
+        t, s, k = inp[:3]
+        if up is None:
+            return move(m.step, x, state, t, s, k)
+        return jax.lax.cond(inp[3], lambda: move(m.up, x, state, t, s, k),
+                            lambda: move(m.step, x, state, t, s, k))
+
+    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
+          jax.random.split(ks["steps"], len(ts)))
+    if up is not None:
+        xs = (*xs, jnp.asarray(up))
+    (x, state), traj = scan_steps(body, (x, state), xs, save_every=o.save_every,
+                                  checkpoint=o.checkpoint)
+    extras = None
+    if m.finish is not None:
+        out, extras = m.finish(x, state, ks.get("finish"))
+        if out is not x and traj is not None:
+            traj = traj.at[-1].set(out)
+        x = out
+    nfe = len(ts) if up is None else int(np.sum(~up))
+    return Samples(x, traj, nfe, jnp.all(jnp.isfinite(x)), extras)
