@@ -134,17 +134,23 @@ def test_no_library_module_imports_the_cli():
     assert offenders == []
 
 
-# the argparse half of training/_cli.py moves to jaxir/cli/_train.py once the training library
-# no longer needs that module (load_model_fn moves out of it first); until then it is excluded
-_PENDING_MOVE = {"training/_cli.py"}
+_PENDING_MOVE: set = set()  # (was training/_cli.py, now jaxir/cli/_train.py)
+
+
+def test_cli_sampler_names_match_the_library():
+    from jaxir.cli._train import SAMPLERS
+    from jaxir.training import SAMPLERS as LIB
+
+    assert SAMPLERS == LIB
 
 
 def test_named_configs_ship_with_the_package():
     """``jaxir/configs`` (package data: ``configs/*.py`` in pyproject) holds every config of
     ``experiments/configs``, and ``load_config`` looks there, so names work after a
     non-editable install (the slow test below installs a wheel and loads one)."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from jaxir.training._config import _configs_dir
 
@@ -161,9 +167,8 @@ def test_named_configs_ship_with_the_package():
 def test_named_configs_load_after_a_wheel_install(tmp_path):
     """Build a wheel, install it (no deps) into a folder of its own, and load a named config
     from there in a fresh interpreter whose working directory is not the source tree."""
-    from pathlib import Path
-
     import shutil
+    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     src, wheels, target = tmp_path / "src", tmp_path / "wheels", tmp_path / "site"

@@ -14,13 +14,12 @@ import pytest
 from flax import nnx
 
 from jaxir import exact, predictions, schedules, sdes
+from jaxir.cli import add_sample_parser, add_train_parser
 from jaxir.models import UNet, UNetConfig, split_model
 from jaxir.training import (
     DynamicLossScale,
     OptimConfig,
     TrainState,
-    add_sample_parser,
-    add_train_parser,
     classifier_loss,
     conditional_loss,
     denoising_loss,
@@ -365,3 +364,32 @@ def test_cli_train_then_sample(tmp_path):
                  "--output", str(out)]) == 0
     im = Image.open(out)
     assert im.size[0] > 32 and im.mode == "L"
+
+
+# ---- the shared step -------------------------------------------------------------------------
+def test_fit_is_gradient_descent_on_the_shared_step():
+    """`fit` (the in-memory loop of the autoencoder, latent U-Net and FID feature net) on
+    L(w) = mean((w x − 2x)²) with SGD(η): w_{n+1} = w_n − η · 2 mean(x²)(w_n − 2) exactly, the
+    losses are L(w_n), and the EMA follows its formula; batches from an iterable or drawn on the
+    device from a key."""
+    from jaxir.training._fit import fit
+
+    x = jnp.array([0.5, -1.0, 2.0])
+    loss = lambda m, batch, key: (jnp.mean((m(batch, 0.0) - 2 * batch) ** 2), {})
+    apply_fn = lambda p, k=None: (lambda x, t, c=None: p["w"] * x)
+    lr, c = 0.1, 2 * float(jnp.mean(x**2))
+    out = fit(loss, apply_fn, {"w": jnp.asarray(0.0)}, optax.sgd(lr), [x] * 4, steps=4,
+              ema_decay=0.5)
+    w, ema, losses = 0.0, 0.0, []
+    for _ in range(4):
+        losses.append(float(jnp.mean(x**2)) * (w - 2) ** 2)
+        w = w - lr * c * (w - 2)
+        ema = 0.5 * ema + 0.5 * w
+    np.testing.assert_allclose(float(out.params["w"]), w, rtol=1e-6)
+    np.testing.assert_allclose(float(out.ema_params["w"]), ema, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.losses), losses, rtol=1e-6)
+    drawn = fit(loss, apply_fn, {"w": jnp.asarray(0.0)}, optax.sgd(lr), lambda k: x, steps=4,
+                key=jax.random.key(0))
+    np.testing.assert_allclose(float(drawn.params["w"]), w, rtol=1e-6)
+    with pytest.raises(ValueError, match="positive int"):
+        fit(loss, apply_fn, {"w": jnp.asarray(0.0)}, optax.sgd(lr), [x], steps=0)

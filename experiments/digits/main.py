@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jaxir.training import add_sample_parser, add_train_parser
+from jaxir.cli import add_sample_parser, add_train_parser
 
 
 def main(argv=None) -> int:

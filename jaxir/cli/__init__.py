@@ -23,8 +23,11 @@ import os
 import sys
 
 from ._common import Parser, UsageError, positive_int
+from ._restore import add_demo_parser, add_evaluate_parser, add_restore_parser
+from ._train import add_sample_parser, add_train_parser
 
-__all__ = ["UsageError", "build_parser", "main", "positive_int"]
+__all__ = ["UsageError", "build_parser", "main", "positive_int", "add_demo_parser",
+           "add_evaluate_parser", "add_restore_parser", "add_sample_parser", "add_train_parser"]
 
 
 def build_parser() -> Parser:

@@ -20,6 +20,7 @@ from ._common import (
     positive_int,
 )
 
+#: `jaxir.training.SAMPLERS` (a test checks they are equal; kept here so --help needs no jax)
 SAMPLERS = ("ddim", "ddpm", "dpm", "ode")
 
 
@@ -37,13 +38,6 @@ def parse_mesh(spec: str) -> dict:
         if out[key] < 1 and not (key == "data" and out[key] == -1):
             raise ValueError(f"--mesh sizes must be positive (data may be -1), got {spec!r}")
     return out
-
-
-def _mesh_arg(spec: str) -> dict:
-    try:
-        return parse_mesh(spec)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("--mesh ", "")) from None
 
 
 def _load_config(spec: str):
@@ -125,7 +119,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    "folder:PATH, tfds:NAME (default: the config's)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="total optimizer steps (default: the config's)")
-    p.add_argument("--mesh", type=_mesh_arg, default=None,
+    p.add_argument("--mesh", default=None,
                    help="device mesh, e.g. data=8,fsdp=1 (default: data over all devices)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config field, e.g. optim.lr=1e-3 "
@@ -142,6 +136,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
+    try:
+        mesh = parse_mesh(args.mesh) if args.mesh else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     check_output_dir(args.workdir, what="--workdir")
     config = _load_config(args.config)
     if args.overrides:
@@ -154,7 +152,7 @@ def _cmd_train(args) -> int:
     except (ValueError, RuntimeError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
     try:
-        state = train(config, args.workdir, steps=args.steps, data=args.data, mesh=args.mesh,
+        state = train(config, args.workdir, steps=args.steps, data=args.data, mesh=mesh,
                       progress=not args.no_progress)
     except (CheckpointError, ConfigError, FileNotFoundError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
@@ -261,12 +259,12 @@ def _cmd_sample(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from .. import samplers
     from ..training import (
         LEARNED_RESTORATION_KINDS,
         CheckpointError,
         load_config_from_workdir,
         load_model_fn,
+        sample_workdir,
         save_image_grid,
     )
 
@@ -299,29 +297,17 @@ def _cmd_sample(args) -> int:
     n = args.n or 16
     steps = args.steps or 50
     try:
-        model_fn, sde, config = load_model_fn(args.workdir, ema=not args.no_ema)
+        loaded = load_model_fn(args.workdir, ema=not args.no_ema)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
-    size = config.data.random_crop or config.data.image_size or m.image_size
-    shape = (n, size, size, m.in_channels)
-    cond = None
-    if getattr(m, "num_classes", None) is not None:
-        labels = (jnp.full((n,), args.label, jnp.int32) if args.label is not None
-                  else jnp.arange(n, dtype=jnp.int32) % m.num_classes)
-        cond = {"label": labels}
     from ..restore._progress import StepBar, with_step_callback
 
     bar = StepBar(f"{sampler} sampling ({n} images)")
-    model_fn = with_step_callback(model_fn, bar)
-    kw = dict(prediction=config.loss.prediction, num_steps=steps, cond=cond)
     key = jax.random.key(args.seed)
-    fns = {
-        "ddim": lambda: samplers.ddim_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
-        "ddpm": lambda: samplers.ddpm_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
-        "dpm": lambda: samplers.dpm_solver_sample(key, model_fn, sde, shape, clip_x0=True, **kw),
-        "ode": lambda: samplers.ode_sample(key, model_fn, sde, shape, denoise=True, **kw),
-    }
-    res = _run_with_total(fns[sampler], bar)
+    res = _run_with_total(
+        lambda k: sample_workdir(k, loaded, n, sampler=sampler, steps=steps, label=args.label,
+                                 model_fn_wrapper=lambda f: with_step_callback(f, bar)),
+        bar, key)
     if not bool(res.finite):
         print("jaxir: warning: some samples are not finite")
     _save_grid(save_image_grid, jnp.clip(res.x, -1, 1), out)

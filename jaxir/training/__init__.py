@@ -12,7 +12,8 @@
   `global_batch`, `initialize_distributed`.
 - Checkpoints: `Checkpointer` (orbax), `CheckpointError`, `GracefulStop`.
 - The loop and its configs: `train`, `TrainConfig` (+ sections), `load_config`, `override`;
-  `load_model_fn(workdir)` for code that uses a trained model.
+  `load_model_fn(workdir)` for code that uses a trained model; `sample_workdir` draws
+  unconditional / class-conditional samples from it (what ``jaxir sample`` runs).
 """
 
 from ._checkpoint import Checkpointer as Checkpointer
@@ -20,8 +21,6 @@ from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import GracefulStop as GracefulStop
 from ._checkpoint import abstract_state as abstract_state
 from ._checkpoint import tree_mismatch as tree_mismatch
-from ._cli import add_sample_parser as add_sample_parser
-from ._cli import add_train_parser as add_train_parser
 from ._config import LEARNED_RESTORATION_KINDS as LEARNED_RESTORATION_KINDS
 from ._config import RESTORATION_KINDS as RESTORATION_KINDS
 from ._config import ConfigError as ConfigError
@@ -46,6 +45,8 @@ from ._losses import denoising_loss as denoising_loss
 from ._losses import make_loss as make_loss
 from ._losses import sample_time as sample_time
 from ._losses import score_matching_loss as score_matching_loss
+from ._outputs import plot_metrics as plot_metrics
+from ._outputs import save_image_grid as save_image_grid
 from ._restoration_losses import ddbm_loss as ddbm_loss
 from ._restoration_losses import flow_loss as flow_loss
 from ._restoration_losses import goub_loss as goub_loss
@@ -53,6 +54,8 @@ from ._restoration_losses import i2sb_loss as i2sb_loss
 from ._restoration_losses import irsde_loss as irsde_loss
 from ._restoration_losses import regression_loss as regression_loss
 from ._restoration_losses import resshift_loss as resshift_loss
+from ._sample import SAMPLERS as SAMPLERS
+from ._sample import sample_workdir as sample_workdir
 from ._sharding import batch_sharding as batch_sharding
 from ._sharding import global_batch as global_batch
 from ._sharding import initialize_distributed as initialize_distributed
@@ -72,8 +75,6 @@ from ._state import update_loss_scale as update_loss_scale
 from ._step import jit_train_step as jit_train_step
 from ._step import make_apply_fn as make_apply_fn
 from ._step import make_train_step as make_train_step
-from ._outputs import plot_metrics as plot_metrics
-from ._outputs import save_image_grid as save_image_grid
 from ._trainer import build_loss as build_loss
 from ._trainer import init_train_state as init_train_state
 from ._trainer import make_degradation as make_degradation
@@ -100,8 +101,6 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "abstract_state",
-    "add_sample_parser",
-    "add_train_parser",
     "all_finite",
     "batch_sharding",
     "build_loss",
@@ -129,6 +128,8 @@ __all__ = [
     "load_config",
     "load_config_from_workdir",
     "load_model_fn",
+    "sample_workdir",
+    "SAMPLERS",
     "make_apply_fn",
     "make_degradation",
     "make_loss",
