@@ -7,17 +7,19 @@ them and compares with the arrays stored in ``tests/data/regression/<group>.npz`
 Both import :data:`GROUPS` from here, so the test and the recorder cannot disagree.
 
 What is recorded is the *current behaviour* (numbers, not correctness: correctness is the job
-of the exact tests elsewhere in ``tests/``). The inputs are small (vectors of dimension ≤ 8 or
-8×8×1 / 8×8×3 images, batch ≤ 4, a few steps): exact Gaussian priors
-(`jaxir.exact.Gaussian.model_fn`) where a score is needed, fixed smooth nonlinear "toy"
-networks where a learned network is needed (every code path around the network is the
-library's; only the network is replaced, so a case compiles in well under a second), and a
-tiny randomly initialised U-Net where the CLI loads one from disk.
+of the exact tests elsewhere in ``tests/``). The inputs are small (vectors of dimension 2-4,
+8×8×1 / 8×8×3 images, 16×16×3 for the learned families, whose "sr:4" configs take 32×32 or
+8×8; batch ≤ 3; a few steps): exact Gaussian priors (`jaxir.exact.Gaussian.model_fn`) where a
+score is needed, fixed smooth nonlinear "toy" networks where a learned network is needed
+(every code path around the network is the library's; only the network is replaced, which
+keeps each case to about one small XLA compilation), and randomly initialised U-Nets where
+the CLI loads or trains one.
 
-A case is ``fn() -> dict[str, np.ndarray]``; it must be deterministic (fixed keys, fixed
-initialisation, no timings). The CLI cases additionally return the decoded pixels of every PNG
-they write (``png:<name>``, uint8) and the numbers they print or write to CSV / JSON / JSONL
-(timings removed), and the list of files they wrote (``files``).
+A case (`Case`) runs ``fn() -> pytree of arrays`` (under ``jax.jit`` unless ``jit=False``)
+and flattens it to ``{"path/of/leaf": np.ndarray}``; it must be deterministic (fixed keys,
+fixed initialisation, no timings). The CLI cases return the decoded pixels of every PNG they
+write (``png:<name>``, uint8), the numbers they print (as printed) or write to CSV / JSON /
+JSONL (timings removed), and the list of files they wrote (``files``).
 """
 
 from __future__ import annotations
