@@ -32,7 +32,7 @@ Item 6: the oracle gives each sampler's law at every step count, so the distance
 step count from the *true* law ``N(M, S)`` — and the step count at which that distance falls
 below the Monte-Carlo resolution — are computed exactly (`test_default_step_counts_*`).
 
-Wall time on 2 shared CPU cores: ~60 s.
+Wall time: ~25 s of CPU, 70 s on the 2 cores shared at load ~10.
 """
 
 from __future__ import annotations

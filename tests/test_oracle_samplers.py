@@ -24,7 +24,7 @@ The Langevin corrector's step size ``2α (snr ‖z‖/‖s‖)²`` is not linear
 predictor-corrector sampler with it is checked draw for draw against a float64 transcription of
 the Score-SDE code fed the same noise.
 
-Wall time on 2 shared CPU cores: ~45 s (one compile per case).
+Wall time: ~35 s of CPU, 116 s on the 2 cores shared at load ~10 (one compile per case).
 """
 
 from __future__ import annotations
