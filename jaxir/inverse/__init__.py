@@ -11,6 +11,7 @@ unconditional ``model_fn`` and a degradation from :mod:`jaxir.operators`, runs a
 """
 
 from ._common import x0_and_vjp as x0_and_vjp
+from ._daps import daps_sample as daps_sample
 from ._ddnm import ddnm_sample as ddnm_sample
 from ._ddnm import time_travel_schedule as time_travel_schedule
 from ._ddrm import ddrm_sample as ddrm_sample
