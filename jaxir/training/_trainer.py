@@ -369,7 +369,10 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
             if sampler is not None:
                 write_samples(s)
             if config.loss.kind == "autoencoder" and s >= total:
-                _export_autoencoder(config, graphdef, state, source, workdir, primary)
+                from ..latent import AUTOENCODER_FILE, export_autoencoder
+
+                export_autoencoder(config.model, graphdef, state.ema_params, source,
+                                   workdir / AUTOENCODER_FILE, primary)
     finally:
         loader.close()
         ckpt.close()
@@ -378,24 +381,3 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
         if primary and metrics_path.exists():
             plot_metrics(metrics_path, workdir / "loss.png")
     return state
-
-
-def _export_autoencoder(config: TrainConfig, graphdef, state, source, workdir: Path,
-                        primary: bool = True, num_scale_images: int = 512) -> Path | None:
-    """Write ``workdir/autoencoder.npz`` (`jaxir.latent.save_autoencoder`): the EMA params and
-    the latent scale 1/std(E(x)) over the first ``num_scale_images`` training images.
-
-    Every process calls it (the params are gathered across hosts first: FSDP-sharded kernels
-    are not addressable from process 0 alone); only the primary one writes."""
-    from jax.experimental import multihost_utils
-
-    from ..data import images_to_float
-    from ..latent import AUTOENCODER_FILE, latent_scale, save_autoencoder
-
-    params = multihost_utils.process_allgather(state.ema_params, tiled=True)
-    if not primary:
-        return None
-    n = min(num_scale_images, len(source))
-    images = images_to_float(np.stack([np.asarray(source[i]["image"]) for i in range(n)]))
-    scale = latent_scale(graphdef, params, images)
-    return save_autoencoder(workdir / AUTOENCODER_FILE, config.model, params, latent_scale=scale)
