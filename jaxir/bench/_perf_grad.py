@@ -7,8 +7,10 @@ Peak memory is XLA's ``memory_analysis().temp_size_in_bytes`` of the compiled gr
 log memory against log N; ``grad_over_forward`` is T(grad) / T(forward sampler).
 
 Variants:
-* ``ddim/naive``, ``ddim/remat``: :func:`jaxir.samplers.ddim_sample` with
-  ``checkpoint=False/True`` (``jax.checkpoint`` on each ``lax.scan`` step);
+* ``ddim/naive``, ``ddim/remat``, ``ddim/sqrt``: :func:`jaxir.samplers.ddim_sample` with
+  ``checkpoint=False/True/"sqrt"`` (nothing rematerialised; ``jax.checkpoint`` on each
+  ``lax.scan`` step; two-level: ⌈√N⌉-step blocks, each block and step rematerialised, see
+  :func:`jaxir.samplers.scan_steps`);
 * ``ode/recursive``, ``ode/backsolve``: :func:`~jaxir.samplers.ode_sample` (diffrax Euler)
   with ``RecursiveCheckpointAdjoint`` (default) / ``BacksolveAdjoint``;
 * ``sde/recursive``, ``sde/step``: :func:`~jaxir.samplers.sde_sample` with
@@ -29,8 +31,8 @@ import jax.numpy as jnp
 from ._perf_common import Net, compile_fn, fit_exponent, interleaved, run_once
 from ._perf_diffrax import scan_euler
 
-VARIANTS = ("ddim/naive", "ddim/remat", "ode/recursive", "ode/backsolve", "sde/recursive",
-            "sde/step", "scan_ode/naive", "scan_ode/step", "scan_ode/sqrt")
+VARIANTS = ("ddim/naive", "ddim/remat", "ddim/sqrt", "ode/recursive", "ode/backsolve",
+            "sde/recursive", "sde/step", "scan_ode/naive", "scan_ode/step", "scan_ode/sqrt")
 
 
 def _sampler(variant: str, net: Net, sde, n: int):
@@ -43,7 +45,8 @@ def _sampler(variant: str, net: Net, sde, n: int):
         mf = net.model_fn(p)
         if fam == "ddim":
             return samplers.ddim_sample(key, mf, sde, x_init=x, num_steps=n,
-                                        checkpoint=how == "remat").x
+                                        checkpoint={"naive": False, "remat": True,
+                                                    "sqrt": "sqrt"}[how]).x
         if fam == "ode":
             adj = diffrax.BacksolveAdjoint() if how == "backsolve" else None
             return samplers.ode_sample(None, mf, sde, x_init=x, solver="euler", num_steps=n,

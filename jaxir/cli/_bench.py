@@ -99,10 +99,26 @@ def _run_perf(args) -> int:
         if unknown:
             raise UsageError(f"--samplers: unknown {', '.join(map(repr, unknown))}; choose "
                              f"from {', '.join(SAMPLERS)}")
+    if args.grad_net is not None and args.grad_net != "toy":
+        from ..models import unet_config
+
+        try:
+            unet_config(args.grad_net)
+        except ValueError as e:
+            raise UsageError(f"--grad-net: {e}") from None
+    if args.grad_variants is not None:
+        from ..bench._perf_grad import VARIANTS
+
+        unknown = [v for v in args.grad_variants if v not in VARIANTS]
+        if unknown:
+            raise UsageError(f"--grad-variants: unknown {', '.join(map(repr, unknown))}; "
+                             f"choose from {', '.join(VARIANTS)}")
     from ..bench.perf import format_perf, run_perf
 
     over = {k: v for k, v in (("net", args.net), ("batch", args.batch), ("steps", args.n),
-                              ("samplers", args.samplers)) if v is not None}
+                              ("samplers", args.samplers), ("grad_net", args.grad_net),
+                              ("grad_steps", args.grad_n), ("grad_variants", args.grad_variants),
+                              ("grad_time_max_n", args.grad_time_max_n)) if v is not None}
     progress = (lambda s: print(s, file=sys.stderr, flush=True))
     res = run_perf(quick=args.quick, sections=args.sections or PERF_SECTIONS,
                    progress=progress, **over)
@@ -111,7 +127,8 @@ def _run_perf(args) -> int:
 
 
 _GMM_ONLY = ("dy", "problems", "methods", "eta")
-_PERF_ONLY = ("net", "batch", "n", "samplers", "sections")
+_PERF_ONLY = ("net", "batch", "n", "samplers", "sections", "grad_net", "grad_n",
+              "grad_variants", "grad_time_max_n")
 
 
 def _dispatch(args) -> int:
@@ -126,7 +143,7 @@ def _dispatch(args) -> int:
     given = [o for o in _GMM_ONLY if getattr(args, o) != defaults[o]] if suite != "gmm" else []
     given += [o for o in _PERF_ONLY if getattr(args, o) is not None] if suite != "perf" else []
     if given:
-        raise UsageError(f"bench {suite}: {', '.join('--' + o for o in given)} "
+        raise UsageError(f"bench {suite}: {', '.join('--' + o.replace('_', '-') for o in given)} "
                          f"{'applies' if len(given) == 1 else 'apply'} to another suite")
     return {"gaussian": _run_gaussian, "gmm": _run_gmm, "perf": _run_perf}[suite](args)
 
@@ -166,5 +183,13 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
                    help="comma-separated sampler names (default: all)")
     p.add_argument("--sections", type=_name_list, default=None,
                    help=f"comma-separated subset of {','.join(PERF_SECTIONS)}")
+    p.add_argument("--grad-net", default=None,
+                   help="network for the gradient section (toy, tiny, small, base)")
+    p.add_argument("--grad-n", type=_int_list, default=None,
+                   help="gradient section: sampler steps, e.g. 10,31,100,316,1000")
+    p.add_argument("--grad-variants", type=_name_list, default=None,
+                   help="gradient section: e.g. ddim/naive,ddim/remat,ddim/sqrt (default: all)")
+    p.add_argument("--grad-time-max-n", type=positive_int, default=None,
+                   help="gradient section: time grad/forward only up to this N")
     b.set_defaults(func=_dispatch)
     return b

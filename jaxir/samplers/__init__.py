@@ -21,6 +21,7 @@ from ._cddb import cddb_sample as cddb_sample
 from ._cddb import measurement_residual as measurement_residual
 from ._common import Samples as Samples
 from ._common import scan_steps as scan_steps
+from ._common import sqrt_blocks as sqrt_blocks
 from ._common import time_grid as time_grid
 from ._diffrax import BROWNIAN as BROWNIAN
 from ._diffrax import ODE_SOLVERS as ODE_SOLVERS

@@ -126,7 +126,7 @@ def ddpm_sample(
     cond=None,
     x_init=None,
     save_every: int | None = None,
-    checkpoint: bool = False,
+    checkpoint: bool | str = False,
     known=None,
 ) -> Samples:
     """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2), respaced as in improved-DDPM.
@@ -144,7 +144,9 @@ def ddpm_sample(
             pair, or not at all (``False``; use this for non-image data).
         x_init: start here instead of drawing from the SDE's prior.
         save_every: also return every k-th state.
-        checkpoint: rematerialise each step under ``jax.grad`` (less memory).
+        checkpoint: what ``jax.grad`` stores (:func:`~jaxir.samplers.scan_steps`): ``False``
+            every step's intermediates, ``True`` one state per step (each step
+            rematerialised), ``"sqrt"`` ~2√N states (two-level: blocks of ⌈√N⌉ steps).
         known: ``(values, mask)`` broadcastable to the sample shape (mask 1 = known): after
             every step the state takes ``values`` where the mask is 1, so the output equals
             them there. This is Palette's inference for inpainting / uncropping (the official
@@ -190,7 +192,7 @@ def ddim_sample(
     cond=None,
     x_init=None,
     save_every: int | None = None,
-    checkpoint: bool = False,
+    checkpoint: bool | str = False,
     known=None,
 ) -> Samples:
     """DDIM sampling (Song, Meng & Ermon 2021, Eq. 12), deterministic for ``eta = 0``.
@@ -198,7 +200,7 @@ def ddim_sample(
     Defaults follow the official DDIM code: 50 steps, η = 0, "leading" ("uniform") respacing
     for a discrete SDE, no x̂_0 clipping. With ``eta = 0`` the map from ``x_init`` to the
     output is deterministic and differentiable (``jax.grad`` through it works; use
-    ``checkpoint=True`` for long chains). Arguments as :func:`ddpm_sample`.
+    ``checkpoint="sqrt"`` for long chains). Arguments as :func:`ddpm_sample`.
     """
     def update(k, x, t, s, x0, eps):
         return ddim_step(sde, k, x, t, s, x0, eps, eta)

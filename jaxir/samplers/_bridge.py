@@ -72,7 +72,7 @@ def i2sb_time_grid(bridge: Bridge, num_steps: int):
 
 def i2sb_sample(key, model_fn, bridge: Bridge, *, num_steps: int | None = None,
                 ot_ode: bool = False, cond=None, clip_x0: bool = False,
-                save_every: int | None = None, checkpoint: bool = False) -> Samples:
+                save_every: int | None = None, checkpoint: bool | str = False) -> Samples:
     """I2SB sampling (Liu et al. 2023, Alg. 2) from ``x_T = bridge.y``.
 
     ``model_fn(x_t, t, cond) -> (x_t − x̂_0)/σ_t`` (t of shape (B,)); ``cond`` is passed through
@@ -146,7 +146,8 @@ def ddbm_time_grid(bridge: Bridge, num_steps: int = 40, rho: float = 7.0,
 
 def ddbm_sample(key, denoiser_fn, bridge: Bridge, *, num_steps: int = 40, churn: float = 0.33,
                 rho: float = 7.0, t_max: float | None = None, t_min: float | None = None,
-                x_init=None, save_every: int | None = None, checkpoint: bool = False) -> Samples:
+                x_init=None, save_every: int | None = None,
+                checkpoint: bool | str = False) -> Samples:
     """DDBM's hybrid Heun sampler (Zhou et al. 2024, Alg. 1; official ``sample_heun``).
 
     ``denoiser_fn(x, t, y) -> x̂_0`` (e.g. :func:`ddbm_denoiser`, or an exact one). Starting

@@ -50,7 +50,7 @@ def _sq_residual(op, x, y):
 def cddb_sample(key, model_fn, bridge: Bridge, op, y, *, num_steps: int | None = None,
                 step_size: float = 1.0, deep: bool = False, ot_ode: bool = False, cond=None,
                 clip_x0: bool = False, save_every: int | None = None,
-                checkpoint: bool = False) -> Samples:
+                checkpoint: bool | str = False) -> Samples:
     """I2SB sampling with CDDB's data-consistency step (Chung et al. 2023, Alg. 1 / 2).
 
     ``model_fn``, ``bridge``, ``num_steps``, ``ot_ode``, ``cond``, ``clip_x0``: as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -77,22 +78,141 @@ def time_grid(sde: LinearSDE, num_steps: int, spacing: str | None = None):
     return ts, ts_next
 
 
-def scan_steps(step, carry, xs, *, save_every: int | None = None, checkpoint: bool = False):
-    """Run ``step(carry, x) -> carry`` over ``xs`` with ``lax.scan``.
+CHECKPOINTS = (False, True, "sqrt")
+
+
+def _checkpoint_mode(checkpoint):
+    """``False`` / ``True`` / ``"sqrt"`` from the ``checkpoint`` argument (None means False)."""
+    if checkpoint is None or isinstance(checkpoint, (bool, np.bool_)):
+        return bool(checkpoint)
+    if isinstance(checkpoint, str) and checkpoint == "sqrt":
+        return "sqrt"
+    raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
+
+
+def sqrt_blocks(n: int, save_every: int | None = None) -> tuple[int, int, int]:
+    """Layout ``(num_blocks, block_size, remainder)`` of ``checkpoint="sqrt"`` over ``n`` steps.
+
+    ``block_size = ⌈√n⌉``, rounded up to a multiple of ``save_every`` when
+    ``save_every ≤ ⌈√n⌉`` (then every block keeps its saved states at the same positions);
+    ``num_blocks = ⌊n / block_size⌋``; the last ``remainder = n mod block_size`` steps run in
+    a second, per-step rematerialised scan (no padding, no extra network evaluations).
+    """
+    if n < 1:
+        raise ValueError(f"need at least one step, got {n}")
+    b = math.isqrt(n - 1) + 1  # ⌈√n⌉
+    if save_every is not None and save_every <= b:
+        b = save_every * -(-b // save_every)  # ≤ 2⌈√n⌉ − 1 ≤ n for every n ≥ 1
+    return n // b, b, n % b
+
+
+def _scan_sqrt(body, carry, xs, n: int, save_every: int | None):
+    """The outer scan over blocks (each a rematerialised scan of ``body``) and the remainder.
+
+    Returns ``(final_carry, saved)``: ``saved`` is ``None`` or the states after the steps
+    ``g`` with ``(g + 1) % save_every == 0``, in order, ``(n // save_every, *state)``.
+    """
+    nb, b, r = sqrt_blocks(n, save_every)
+    head = jax.tree.map(lambda a: a[: nb * b].reshape(nb, b, *a.shape[1:]), xs)
+    tail = jax.tree.map(lambda a: a[nb * b:], xs)
+    per_block = save_every is not None and b % save_every == 0
+
+    if save_every is None:
+        @jax.checkpoint
+        def block(c, xb):
+            return jax.lax.scan(lambda c, x: (body(c, x), None), c, xb)[0], None
+    elif per_block:  # the same local positions in every block
+        local = np.arange(save_every - 1, b, save_every)
+
+        def keep_all(c, x):
+            c = body(c, x)
+            return c, c[0]
+
+        @jax.checkpoint
+        def block(c, xb):
+            c, ys = jax.lax.scan(keep_all, c, xb)
+            return c, ys[local]
+    else:  # save_every > b: at most one saved state per block, carried in a slot
+        def keep_slot(cs, gx):
+            (c, slot), (g, x) = cs, gx
+            c = body(c, x)
+            return (c, jnp.where((g + 1) % save_every == 0, c[0], slot)), None
+
+        @jax.checkpoint
+        def block(c, jxb):
+            j, xb = jxb
+            init = (c, jnp.zeros_like(c[0]))
+            (c, slot), _ = jax.lax.scan(keep_slot, init, (j * b + jnp.arange(b), xb))
+            return c, slot
+
+        head = (jnp.arange(nb), head)
+
+    carry, ys_head = jax.lax.scan(block, carry, head)
+    ys_tail = None
+    if r:
+        def tail_step(c, x):
+            c = body(c, x)
+            return c, (None if save_every is None else c[0])
+
+        carry, ys_tail = jax.lax.scan(tail_step, carry, tail)
+    if save_every is None:
+        return carry, None
+    if per_block:
+        parts = [ys_head.reshape(-1, *ys_head.shape[2:])]
+    else:  # the blocks whose steps g include one with (g + 1) % save_every == 0
+        has = [j for j in range(nb) if ((j + 1) * b) // save_every > (j * b) // save_every]
+        parts = [ys_head[np.asarray(has, np.int32)]]
+    if r:
+        g = np.arange(nb * b, n)
+        parts.append(ys_tail[np.flatnonzero((g + 1) % save_every == 0)])
+    return carry, jnp.concatenate(parts, axis=0)
+
+
+def scan_steps(step, carry, xs, *, save_every: int | None = None,
+               checkpoint: bool | str = False):
+    """Run ``step(carry, x) -> carry`` over ``xs`` (leading axis: the N steps) with ``lax.scan``.
 
     ``carry[0]`` must be the state array. Returns ``(final_carry, trajectory)`` where the
     trajectory holds the initial state and every ``save_every``-th state (and the final
-    one), or ``None``. ``checkpoint=True`` rematerialises each step in the backward pass
-    (memory O(1) per step instead of the step's intermediates).
-    """
-    body = jax.checkpoint(step) if checkpoint else step
+    one), or ``None``.
 
+    ``checkpoint`` chooses what reverse mode (``jax.grad``) stores; values and the forward
+    pass are the same in every mode:
+
+    * ``False``: every step's intermediates (network activations): memory ∝ N;
+    * ``True``: ``jax.checkpoint`` on each step: one carry per step is stored and each step
+      recomputed in the backward pass: memory ∝ N carries + one step's intermediates;
+    * ``"sqrt"``: two-level checkpointing (Griewank & Walther, *Evaluating Derivatives*,
+      2nd ed. 2008, ch. 12: √N checkpoints with two repetitions): an outer scan over
+      ``⌊N/B⌋`` blocks of ``B = ⌈√N⌉`` steps, each block rematerialised and each step inside
+      it rematerialised, then the ``N mod B`` remaining steps in a per-step rematerialised
+      scan (no padding). Memory ∝ ``2√N`` carries + one step's intermediates; each step is
+      evaluated three times (forward, block recomputation, step recomputation) before its
+      backward, against twice for ``True``. With ``save_every`` the block size is rounded
+      up to a multiple of it (``save_every ≤ ⌈√N⌉``), or each block carries its one saved
+      state in a slot, so a trajectory costs only the states it keeps
+      (:func:`sqrt_blocks` gives the layout).
+    """
+    mode = _checkpoint_mode(checkpoint)
+    if save_every is not None and (isinstance(save_every, (bool, np.bool_))
+                                   or not isinstance(save_every, (int, np.integer))
+                                   or save_every < 1):
+        raise ValueError(f"save_every must be a positive int or None, got {save_every!r}")
+    leaves = jax.tree.leaves(xs)
+    n = int(leaves[0].shape[0]) if leaves else 0
+    if mode == "sqrt" and n > 1:
+        final, saved = _scan_sqrt(jax.checkpoint(step), carry, xs, n, save_every)
+        if save_every is None:
+            return final, None
+        traj = [carry[0][None], saved]
+        if n % save_every:
+            traj.append(final[0][None])
+        return final, jnp.concatenate(traj, axis=0)
+
+    body = jax.checkpoint(step) if mode else step
     if save_every is None:
         final, _ = jax.lax.scan(lambda c, x: (body(c, x), None), carry, xs)
         return final, None
-
-    if save_every < 1:
-        raise ValueError(f"save_every must be >= 1, got {save_every}")
 
     def with_out(c, x):
         c = body(c, x)

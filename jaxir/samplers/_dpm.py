@@ -68,7 +68,7 @@ def dpm_solver_sample(
     cond=None,
     x_init=None,
     save_every: int | None = None,
-    checkpoint: bool = False,
+    checkpoint: bool | str = False,
 ) -> Samples:
     """DPM-Solver++(2M) sampling: ``num_steps`` network evaluations, deterministic given ``x_T``.
 

@@ -113,7 +113,7 @@ def _chain(key, process, x_init, ts, score_at, c, noisy, save_every, checkpoint)
 
 def irsde_sample(key, model_fn, sde: MeanRevertingSDE, *, x_init=None, ode: bool = False,
                  prediction: str = "eps", input_mode: str = "residual",
-                 save_every: int | None = None, checkpoint: bool = False) -> Samples:
+                 save_every: int | None = None, checkpoint: bool | str = False) -> Samples:
     """IR-SDE restoration (Luo et al. 2023, Alg. 2): ``T`` reverse steps ``t = T … 1``.
 
     Args:
@@ -168,7 +168,7 @@ class _PinnedEnd(NamedTuple):
 
 def goub_sample(key, model_fn, bridge: Bridge, *, x_init=None, mean_ode: bool = True,
                 prediction: str = "eps", input_mode: str = "residual", t_pin: float = 1e-2,
-                save_every: int | None = None, checkpoint: bool = False) -> Samples:
+                save_every: int | None = None, checkpoint: bool | str = False) -> Samples:
     """GOUB restoration (Yue et al. 2024): reverse bridge from ``x_T = μ`` (the LQ image).
 
     ``bridge``: :func:`jaxir.bridges.goub` ``(y = μ, λ, T)``. ``mean_ode=True`` is the

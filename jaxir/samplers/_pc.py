@@ -62,7 +62,7 @@ def pc_sample(
     cond=None,
     x_init=None,
     save_every: int | None = None,
-    checkpoint: bool = False,
+    checkpoint: bool | str = False,
 ) -> Samples:
     """Predictor-corrector sampler; Score-SDE defaults (reverse-diffusion + Langevin, snr 0.16,
     one corrector step, ``N = 1000``, final denoising).

@@ -160,7 +160,7 @@ def resshift_process(T: int = 15, kappa: float = 2.0, *, min_noise_level: float 
 
 def resshift_sample(key, model_fn, process: ResShift, y0, *, condition: bool = True,
                     clip_x0: bool = False, x_init=None, save_every: int | None = None,
-                    checkpoint: bool = False) -> Samples:
+                    checkpoint: bool | str = False) -> Samples:
     """ResShift sampling (Yue et al. 2023, Alg. 2; official ``p_sample_loop``).
 
     ``model_fn(x_in, t, cond) -> x̂_0`` with ``x_in = process.scale_input(x_t, t)``, ``t``
