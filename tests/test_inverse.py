@@ -9,11 +9,14 @@ the problem.
 """
 
 import json
+import pathlib
+import re
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import oracle
 import pytest
 
 from jaxir import exact, schedules, sdes
@@ -180,3 +183,63 @@ def test_gmm_benchmark_rows_are_json():
     assert {(s["method"], s["dy"]) for s in summary} == {(m, d) for m in ("ddrm", "mcgdiff-32") for d in (1, 2)}
     assert all(r["finite"] and r["sw"] >= 0 for r in rows)
     assert "| ddrm |" in gmm.format_table(summary)
+
+
+# ---- the driver (jaxir.inverse.sample): a method written on it, and what every method gets ----
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_method():
+    """``landweber_sample`` exactly as README's "Add a posterior sampler" writes it."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "def landweber_sample(" in b)
+    ns: dict = {}
+    exec(compile(block.split("\nsde = ")[0], "README.md", "exec"), ns)  # the imports + the def
+    return ns["landweber_sample"]
+
+
+def _landweber_law(mu, Sig, A, y, gamma, n_steps, bug=None):
+    """The README method's own output law, float64, from its equations: DDPM (Ho et al. 2020,
+    Eq. 7, β̃, "leading" respacing) from x_T ~ N(0, σ_T² I), with x̂_0 = J x_t + b (exact
+    denoiser) replaced by ``M x̂_0 + γ Aᵀy``, ``M = I − γ AᵀA``, before every step. Mutants:
+    ``"none"`` (plain DDPM) and ``"after"`` (the Landweber step applied to x_s instead)."""
+    abar = oracle.alphas_cumprod(oracle.linear_betas(1000))
+    ac = lambda i: (1.0, 0.0) if i < 0 else (np.sqrt(abar[i]), np.sqrt(1.0 - abar[i]))
+    d, I = len(mu), np.eye(len(mu))
+    M, q0 = I - gamma * A.T @ A, gamma * A.T @ y
+    law = oracle.Law.of(np.zeros(d), ac(999)[1] ** 2 * I)
+    ts = oracle.leading_timesteps(1000, n_steps)
+    for i, j in zip(ts, oracle.previous_on_grid(ts)):
+        (a_t, s_t), (a_s, s_s) = ac(i), ac(j)
+        J, b = oracle.gaussian_denoiser(mu, Sig, a_t, s_t)
+        a = a_t / a_s
+        v = max(s_t**2 - a**2 * s_s**2, 0.0)
+        c0, ct, tau = a_s * v / s_t**2, a * s_s**2 / s_t**2, np.sqrt(s_s**2 * v / s_t**2)
+        if bug == "none":
+            law = law.push(c0 * J + ct * I, c0 * b, tau * I)
+        elif bug == "after":
+            law = law.push(M @ (c0 * J + ct * I), M @ (c0 * b) + q0, tau * M)
+        else:
+            law = law.push(c0 * M @ J + ct * I, c0 * (M @ b + q0), tau * I)
+    return law
+
+
+def test_readme_method_has_its_own_exact_law():
+    """The README's one-file method, run by the driver, against its own exact law (every mean
+    and covariance z-score within the Bonferroni threshold at family-wise 1e-5, n = 40,000, 20
+    steps), and both mutants (no correction: 72 s.e.; the correction after the base step: 23
+    s.e.) at least 3 thresholds (15.3 s.e.) away, so the pieces' order is what is tested."""
+    prior, op, y, _ = _problem(0.2)
+    A = np.asarray(op.matrix, np.float64)
+    gamma = 0.5 / float(np.linalg.norm(A, 2) ** 2)
+    mu, Sig = np.asarray(prior.mean, np.float64), np.asarray(prior.cov, np.float64)
+    law = _landweber_law(mu, Sig, A, np.asarray(y, np.float64), gamma, 20)
+    wrong = {b: _landweber_law(mu, Sig, A, np.asarray(y, np.float64), gamma, 20, b)
+             for b in ("none", "after")}
+    n = 40_000
+    oracle.assert_discriminates(law, wrong, n, factor=3.0)
+    landweber_sample = _readme_method()
+    out = jax.jit(lambda k: landweber_sample(k, prior.model_fn(SDE), SDE, op, y, None, (n, D),
+                                             gamma=gamma, num_steps=20))(jax.random.key(3))
+    assert out.nfe == 20 and bool(out.finite)
+    oracle.assert_law(np.asarray(out.x), law, "landweber_sample")

@@ -16,6 +16,7 @@ from ._ddnm import ddnm_sample as ddnm_sample
 from ._ddnm import time_travel_schedule as time_travel_schedule
 from ._ddrm import ddrm_sample as ddrm_sample
 from ._driver import OPTIONS as OPTIONS
+from ._driver import Method as Method
 from ._driver import Piece as Piece
 from ._driver import Problem as Problem
 from ._driver import Sampler as Sampler

@@ -122,17 +122,3 @@ def replace_observed(op, key, x, ybar, s, a, sigma, offset=0.0):
     eps = jax.random.normal(key, z.shape, z.dtype)
     z = jnp.where(s > 0, a * ybar + sigma * eps, z)
     return vmapped(op, "V")(z) + offset
-
-
-def denoise_clipped(denoise, sde, x, t, cond, clip):
-    """``(x̂_0, ε̂)`` with ``x̂_0`` clipped as ``clip`` says and ``ε̂`` made consistent with it."""
-    x0, eps = denoise(x, t, cond)
-    x0c = clip_x0(x0, clip)
-    if x0c is not x0:
-        eps = predictions.convert(x0c, x, t, sde, "x0", "eps")
-    return x0c, eps
-
-
-def default_steps(sde, num_steps):
-    """``num_steps``, or all ``N`` steps of a discrete SDE (1000 otherwise)."""
-    return getattr(sde, "num_steps", 1000) if num_steps is None else num_steps

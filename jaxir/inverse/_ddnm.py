@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import predictions
 from .._utils import bcast, safe_sqrt
-from ..samplers import Samples, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, spectral_y, vmapped
+from ..samplers import Samples
+from ._common import spectral_y
+from ._driver import Method, Piece, Sampler, chain, denoise, sample
 
 
 def time_travel_schedule(num_steps: int, travel_length: int = 1, travel_repeat: int = 1):
@@ -40,25 +40,8 @@ def time_travel_schedule(num_steps: int, travel_length: int = 1, travel_repeat: 
     return np.asarray(path, np.int64)
 
 
-def ddnm_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=0.0,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int = 100,
-    eta: float = 0.85,
-    travel_length: int = 1,
-    travel_repeat: int = 1,
-    spacing: str | None = None,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def ddnm_sample(key, model_fn, sde, op, y, sigma_y=0.0, shape=None, *, eta: float = 0.85,
+                travel_length: int = 1, travel_repeat: int = 1, **options) -> Samples:
     """DDNM (noiseless) and DDNM+ (noisy ``y``) with time travel, as one ``lax.scan``.
 
     DDNM (Wang et al. 2023, Eqs. 12–13) corrects the range-space part of the prediction,
@@ -81,63 +64,54 @@ def ddnm_sample(
 
     Args:
         sigma_y: measurement noise std in the units of ``y``.
+        eta: DDNM's η. travel_length, travel_repeat: :func:`time_travel_schedule`'s l, r.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default 100).
         others: as :func:`~jaxir.inverse.dps_sample`.
 
     Returns:
         :class:`~jaxir.samplers.Samples` (``nfe`` = number of downward moves).
     """
-    who = "ddnm_sample"
-    shape = check_x_shape(op, shape, x_init, who)
     plus = not (isinstance(sigma_y, (int, float)) and sigma_y == 0)
     if plus and not getattr(op, "has_svd", False):
         raise ValueError(
-            f"{who}: DDNM+ (sigma_y > 0) needs an operator with an SVD (op.has_svd); "
+            f"ddnm_sample: DDNM+ (sigma_y > 0) needs an operator with an SVD (op.has_svd); "
             f"{type(op).__name__} has none. Use sigma_y=0 for plain DDNM."
         )
-    y_b = batch_y(op, y, shape[0], who)
-    A, A_pinv = vmapped(op, "A"), vmapped(op, "A_pinv")
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, _ = time_grid(sde, num_steps, spacing)
-    grid = np.concatenate([[0.0], ts[::-1]])  # grid[k + 1] = time of respaced index k; −1 → 0
-    path = time_travel_schedule(num_steps, travel_length, travel_repeat)
-    t_from, t_to = grid[path[:-1] + 1], grid[path[1:] + 1]
-    up = path[1:] > path[:-1]
-    k_init, k_steps = jax.random.split(key)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
-    if plus:
-        uty, s, ybar = spectral_y(op, y_b)
-        obs = (jnp.arange(s.shape[0]) < uty.shape[-1]) & (s > 0)
-        rho = jnp.asarray(sigma_y, jnp.float32) / jnp.where(obs, s, 1.0)
-        V, V_T = vmapped(op, "V"), vmapped(op, "V_T")
     c_eta = float(np.sqrt(1.0 - eta**2))
 
-    def down(x, x0_last, t, s_time, k):
-        x0, eps = denoise(x, t, cond)
-        a_s, sig_s = sde.marginal_coeffs(s_time)
-        z = jax.random.normal(k, x.shape, x.dtype)
-        if not plus:
-            x0h = x0 - A_pinv(A(x0) - y_b)
-            noise = bcast(sig_s, x) * (eta * z + c_eta * eps)
-            return bcast(a_s, x) * x0h + noise, x0
-        x0b, epsb, zb = V_T(x0), V_T(eps), V_T(z)
-        noisy = obs & (sig_s < a_s * rho)  # y noisier than the step's budget
-        quiet = obs & (sig_s > a_s * rho)
-        lam = jnp.where(noisy, c_eta * sig_s / (a_s * rho), 1.0)
-        x0hb = x0b - jnp.where(obs, lam * (x0b - ybar), 0.0)
-        nz = jnp.where(quiet, safe_sqrt(sig_s**2 - (a_s * rho) ** 2) * zb, sig_s * eta * zb)
-        nz = nz + jnp.where(noisy | quiet, 0.0, sig_s * c_eta * epsb)
-        return V(a_s * x0hb + nz), x0
+    def build(p):
+        A, A_pinv = p.batched("A"), p.batched("A_pinv")
+        if plus:
+            V, V_T = p.batched("V"), p.batched("V_T")
+            uty, s, ybar = spectral_y(op, p.y)
+            obs = (jnp.arange(s.shape[0]) < uty.shape[-1]) & (s > 0)
+            rho = jnp.asarray(sigma_y, jnp.float32) / jnp.where(obs, s, 1.0)
 
-    def travel(x, x0_last, t, s_time, k):
-        a, sig = sde.marginal_coeffs(s_time)
-        return bcast(a, x) * x0_last + bcast(sig, x) * jax.random.normal(k, x.shape, x.dtype), x0_last
+        def down(st, k):  # a DDNM step from x_t; the state keeps the uncorrected x̂_0
+            x, x0, eps = st.x, st.x0, st.eps
+            a_s, sig_s = p.sde.marginal_coeffs(st.s)
+            z = jax.random.normal(k, x.shape, x.dtype)
+            if not plus:
+                x0h = x0 - A_pinv(A(x0) - p.y)
+                noise = bcast(sig_s, x) * (eta * z + c_eta * eps)
+                return st._replace(x_next=bcast(a_s, x) * x0h + noise, state=x0)
+            x0b, epsb, zb = V_T(x0), V_T(eps), V_T(z)
+            noisy = obs & (sig_s < a_s * rho)  # y noisier than the step's budget
+            quiet = obs & (sig_s > a_s * rho)
+            lam = jnp.where(noisy, c_eta * sig_s / (a_s * rho), 1.0)
+            x0hb = x0b - jnp.where(obs, lam * (x0b - ybar), 0.0)
+            nz = jnp.where(quiet, safe_sqrt(sig_s**2 - (a_s * rho) ** 2) * zb, sig_s * eta * zb)
+            nz = nz + jnp.where(noisy | quiet, 0.0, sig_s * c_eta * epsb)
+            return st._replace(x_next=V(a_s * x0hb + nz), state=x0)
 
-    def step(carry, inp):
-        x, x0_last = carry
-        t, s_time, is_up, k = inp
-        return jax.lax.cond(is_up, travel, down, x, x0_last, t, s_time, k)
+        def travel(st, k):  # up: re-noise the last x̂_0 to the new time
+            x, (a, sig) = st.x, p.sde.marginal_coeffs(st.s)
+            z = jax.random.normal(k, x.shape, x.dtype)
+            return st._replace(x_next=bcast(a, x) * st.state + bcast(sig, x) * z)
 
-    xs = (jnp.asarray(t_from, jnp.float32), jnp.asarray(t_to, jnp.float32), jnp.asarray(up),
-          jax.random.split(k_steps, len(t_from)))
-    (x, _), traj = scan_steps(step, (x, jnp.zeros_like(x)), xs, save_every=save_every)
-    return Samples(x, traj, int(np.sum(~up)), jnp.all(jnp.isfinite(x)))
+        return Sampler(chain(denoise(p), Piece(down, draws=True)), up=Piece(travel, draws=True),
+                       state=lambda k, x: jnp.zeros_like(x))
+
+    walk = lambda n: time_travel_schedule(n, travel_length, travel_repeat)  # noqa: E731
+    return sample(Method("ddnm_sample", build, num_steps=100, walk=walk), key, model_fn, sde, op,
+                  y, sigma_y, shape, **options)

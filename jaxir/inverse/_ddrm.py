@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from .._utils import bcast, safe_sqrt
 from ..samplers import Samples
 from ._common import require_svd, spectral_y
-from ._driver import Piece, Sampler, chain, denoise, sample
+from ._driver import Method, Piece, Sampler, chain, denoise, sample
 
 
 def ddrm_sample(key, model_fn, sde, op, y, sigma_y=0.0, shape=None, *, eta: float = 0.85,
@@ -64,8 +64,8 @@ def ddrm_sample(key, model_fn, sde, op, y, sigma_y=0.0, shape=None, *, eta: floa
             a, sig = p.sde.marginal_coeffs(t)
             return a, sig / a
 
-        def init(k, t0):  # Eq. 7
-            a_T, sb_T = vbar(t0)
+        def init(k):  # Eq. 7
+            a_T, sb_T = vbar(p.ts[0])
             z = jax.random.normal(k, (B, D))
             big = obs & (s * sb_T > sig_y)
             return a_T * V(jnp.where(big, ybar + safe_sqrt(sb_T**2 - rho**2) * z, sb_T * z))
@@ -84,6 +84,7 @@ def ddrm_sample(key, model_fn, sde, op, y, sigma_y=0.0, shape=None, *, eta: floa
             xbar = jnp.where(is_before, before, jnp.where(is_after, after, missing))
             return st._replace(x_next=bcast(a_s, st.x) * V(xbar))
 
-        return Sampler(chain(denoise(p), Piece(update, draws=True)), init=init, num_steps=20)
+        return Sampler(chain(denoise(p), Piece(update, draws=True)), init=init)
 
-    return sample(build, key, model_fn, sde, op, y, sigma_y, shape, name="ddrm_sample", **options)
+    return sample(Method("ddrm_sample", build, num_steps=20), key, model_fn, sde, op, y,
+                  sigma_y, shape, **options)

@@ -9,9 +9,10 @@ import numpy as np
 from .. import predictions
 from .._utils import bcast
 from ..operators import CircularBlur
-from ..samplers import Samples, scan_steps, time_grid
+from ..samplers import Samples, time_grid
 from ..sdes import DiscreteVPSDE
-from ._common import batch_y, check_x_shape, denoise_clipped, pad_to, spectral_y, vmapped
+from ._common import pad_to, spectral_y, vmapped
+from ._driver import Method, Piece, Sampler, chain, correct, denoise, sample
 
 SKIP_TYPES = ("quad", "uniform")
 
@@ -67,29 +68,10 @@ def _fourier_prox(op, z0, y_b, rho):
     return out.astype(z0.dtype)
 
 
-def diffpir_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int = 100,
-    zeta: float = 0.1,
-    lam: float = 7.0,
-    eta: float = 0.0,
-    skip_type: str = "quad",
-    solver: str = "auto",
-    num_grad_steps: int = 1,
-    lipschitz: float | None = None,
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def diffpir_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, zeta: float = 0.1,
+                   lam: float = 7.0, eta: float = 0.0, skip_type: str = "quad",
+                   solver: str = "auto", num_grad_steps: int = 1, lipschitz: float | None = None,
+                   clip_x0=True, **options) -> Samples:
     """DiffPIR: half-quadratic splitting with the denoiser as prior, one data step per level.
 
     Zhu et al. 2023, Alg. 1, per step ``t → s``::
@@ -139,6 +121,8 @@ def diffpir_sample(
         lipschitz: a bound on ``‖A‖²`` for the ``"grad"`` step size (None: estimated).
         clip_x0: clip the denoiser's ``x̂_0`` to [-1, 1] before the data step (official);
             ``False`` for non-image data.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default 100; ``timesteps``
+            replaces the ``skip_type`` grid).
 
     Returns:
         :class:`~jaxir.samplers.Samples`.
@@ -167,10 +151,38 @@ def diffpir_sample(
         raise ValueError(f"{who}: solver='svd' needs an operator with an SVD (op.has_svd)")
     if solver == "fft" and not isinstance(op, CircularBlur):
         raise ValueError(f"{who}: solver='fft' needs a CircularBlur operator")
-    shape = check_x_shape(op, shape, x_init, who)
-    y_b = batch_y(op, y, shape[0], who)
     sigma = jnp.maximum(jnp.asarray(sigma_y, jnp.float32) / 2.0, 1e-3)
 
+    def build(p):
+        prox = _prox(op, p.y, solver, num_grad_steps, lipschitz)
+
+        def data_step(st):  # Eq. 12–13, then ε̂ from the new x̂_0
+            a_t, sig_t = p.sde.marginal_coeffs(st.t)
+            x0 = prox(st.x0, lam * sigma**2 * (a_t / sig_t) ** 2)
+            return st._replace(x0=x0, eps=predictions.convert(x0, st.x, st.t, p.sde, "x0", "eps"))
+
+        def step(st, k):  # Eq. 15 (c = η τ of the step taken, see above)
+            x, k1, k2 = st.x, *jax.random.split(k)
+            a_t, sig_t = p.sde.marginal_coeffs(st.t)
+            a_s, sig_s = p.sde.marginal_coeffs(st.s)
+            v = jnp.maximum(sig_t**2 - (a_t / a_s) ** 2 * sig_s**2, 0.0)
+            c = eta * jnp.sqrt(sig_s**2 * v / sig_t**2)
+            direction = jnp.sqrt(jnp.maximum(sig_s**2 - c**2, 0.0))
+            z1 = jax.random.normal(k1, x.shape, x.dtype)
+            z2 = jax.random.normal(k2, x.shape, x.dtype)
+            noisy = bcast(direction, x) * st.eps + bcast(c, x) * z1
+            x_next = (bcast(a_s, x) * st.x0 + jnp.sqrt(1.0 - zeta) * noisy
+                      + jnp.sqrt(zeta) * bcast(sig_s, x) * z2 + p.sde.marginal_offset(st.s, x))
+            return st._replace(x_next=x_next)
+
+        return Sampler(chain(denoise(p, clip_x0), correct(data_step), Piece(step, draws=True)))
+
+    method = Method(who, build, num_steps=100, grid=lambda sde, n: _diffpir_grid(sde, n, skip_type))
+    return sample(method, key, model_fn, sde, op, y, sigma_y, shape, **options)
+
+
+def _prox(op, y_b, solver, num_grad_steps, lipschitz):
+    """``prox(x̂_0, ρ) = argmin_z ‖y − A z‖² + ρ ‖z − x̂_0‖²`` (batched) by ``solver``."""
     if solver == "svd":
         uty, s_all, _ = spectral_y(op, y_b)
         s_y = pad_to(s_all[: uty.shape[-1]] * uty, s_all.shape[0])  # s ⊙ Uᵀy, (B, D)
@@ -196,33 +208,4 @@ def diffpir_sample(
                 return z - lr * jax.grad(data_loss)(z, x0, rho)
 
             return jax.lax.fori_loop(0, num_grad_steps, gd, x0)
-
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = _diffpir_grid(sde, num_steps, skip_type)
-    k_init, k_steps = jax.random.split(key)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
-
-    def step(carry, inp):
-        (x,) = carry
-        t, s, k = inp
-        k1, k2 = jax.random.split(k)
-        a_t, sig_t = sde.marginal_coeffs(t)
-        a_s, sig_s = sde.marginal_coeffs(s)
-        x0, _ = denoise_clipped(denoise, sde, x, t, cond, clip_x0)
-        rho = lam * sigma**2 * (a_t / sig_t) ** 2
-        x0 = prox(x0, rho)
-        eps = predictions.convert(x0, x, t, sde, "x0", "eps")
-        v = jnp.maximum(sig_t**2 - (a_t / a_s) ** 2 * sig_s**2, 0.0)
-        c = eta * jnp.sqrt(sig_s**2 * v / sig_t**2)
-        direction = jnp.sqrt(jnp.maximum(sig_s**2 - c**2, 0.0))
-        z1 = jax.random.normal(k1, x.shape, x.dtype)
-        z2 = jax.random.normal(k2, x.shape, x.dtype)
-        noisy = bcast(direction, x) * eps + bcast(c, x) * z1
-        x = (bcast(a_s, x) * x0 + jnp.sqrt(1.0 - zeta) * noisy
-             + jnp.sqrt(zeta) * bcast(sig_s, x) * z2 + sde.marginal_offset(s, x))
-        return (x,)
-
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)))
+    return prox

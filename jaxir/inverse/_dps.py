@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from ..samplers import VARIANCES, Samples
 from ._common import clip_x0 as _clip
 from ._common import safe_norm
-from ._driver import Sampler, chain, ddim, ddpm, denoise, guide, sample
+from ._driver import Method, Sampler, chain, ddim, ddpm, denoise, guide, sample
 
 
 def dps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, zeta: float = 1.0,
@@ -75,4 +75,5 @@ def dps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, zeta: flo
         pull = guide(lambda st: jax.grad(residual_norm)(st.denoised), -zeta)
         return Sampler(chain(denoise(p, clip_x0, vjp=True), base, pull))
 
-    return sample(build, key, model_fn, sde, op, y, sigma_y, shape, name="dps_sample", **options)
+    return sample(Method("dps_sample", build), key, model_fn, sde, op, y, sigma_y, shape,
+                  **options)

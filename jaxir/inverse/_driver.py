@@ -6,8 +6,8 @@ Every training-free sampler of :mod:`jaxir.inverse` walks a time grid ``T = t_0 
 gradient through the denoiser, a replacement of the observed part, a proximal data step, …).
 Each is a :class:`Piece`: a function of the step's context :class:`Step` that returns it
 updated — the way an optax ``GradientTransformation`` is a function of the updates — and
-:func:`chain` runs pieces in order. A method is a ``build(problem) -> Sampler`` function;
-:func:`sample` is the one loop that runs it:
+:func:`chain` runs pieces in order. A method (:class:`Method`) is a ``build(problem) -> Sampler``
+function and its loop settings; :func:`sample` is the one loop that runs it:
 
 * checks ``shape`` / ``x_init`` against ``op.x_shape`` and batches ``y`` (:class:`Problem`);
 * builds the time grid with :func:`jaxir.samplers.time_grid` (or the method's own), and for a
@@ -34,8 +34,8 @@ Example — DDPM whose x̂_0 takes one Landweber step towards ``A x = y`` before
     >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
     >>> prior = exact.Gaussian(jnp.zeros(3), jnp.eye(3))
     >>> op = operators.DenseMatrix(jnp.array([[1.0, 0.0, 0.0]]))
-    >>> out = inverse.sample(build, jax.random.key(0), prior.model_fn(sde), sde, op,
-    ...                      jnp.ones(1), None, (4, 3), num_steps=20)
+    >>> out = inverse.sample(inverse.Method("landweber", build), jax.random.key(0),
+    ...                      prior.model_fn(sde), sde, op, jnp.ones(1), None, (4, 3), num_steps=20)
     >>> out.x.shape, out.nfe
     ((4, 3), 20)
 """
@@ -51,7 +51,14 @@ import numpy as np
 from .. import predictions
 from .._utils import bcast
 from ..samplers import Samples, ddim_step, ddpm_step, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, clip_x0, replace_observed, spectral_y
+from ._common import (
+    batch_y,
+    check_x_shape,
+    clip_x0,
+    replace_observed,
+    spectral_y,
+    x0_and_vjp,
+)
 
 
 class Problem(NamedTuple):
@@ -65,6 +72,8 @@ class Problem(NamedTuple):
         y: the measurement, ``(B, *op.y_shape)`` (one per chain; a shared ``y`` is broadcast).
         sigma_y: its noise std as given (a Python ``0`` selects noiseless forms).
         shape: ``(B, *op.x_shape)``.
+        ts, ts_next: the time grid, float32 ``(n,)`` each: ``T ≈ ts[0] > … > ts[n−1]`` and
+            the times they step to (``ts_next[−1] = 0``); a walk moves over these levels.
     """
 
     name: str
@@ -74,6 +83,8 @@ class Problem(NamedTuple):
     y: jax.Array
     sigma_y: Any
     shape: tuple
+    ts: jax.Array
+    ts_next: jax.Array
     prediction: str = "eps"
     cond: Any = None
 
@@ -94,6 +105,7 @@ class Step(NamedTuple):
         x: ``x_t``, ``(B, *x_shape)``; a correction may replace it before the denoiser runs.
         t, s: the times the move starts from and goes to (scalars; ``s < t`` for a reverse
             step, ``s > t`` for a move up a walk).
+        index: the move's position in the loop (0, 1, …; an int32 scalar).
         state: what the method carries from step to step (None unless it has a ``state``).
         x0, eps: the ``(x̂_0, ε̂)`` the base step uses (after clipping and corrections).
         denoised: the network's own ``x̂_0(x_t)`` (before clipping or corrections).
@@ -104,6 +116,7 @@ class Step(NamedTuple):
     x: jax.Array
     t: jax.Array
     s: jax.Array
+    index: jax.Array
     state: Any = None
     x0: jax.Array | None = None
     eps: jax.Array | None = None
@@ -120,36 +133,48 @@ class Piece(NamedTuple):
 
 
 class Sampler(NamedTuple):
-    """A posterior sampler as :func:`sample` runs it (what a method's ``build`` returns).
+    """What a method's ``build(problem)`` returns: its moves, start, state and finish.
 
     Attributes:
         step: the reverse move ``x_t → x_s``; must set ``x_next``.
-        init: ``(key, t_0) -> x_T`` when no ``x_init`` is given; default the SDE's prior.
-        state: ``(key, x_T) -> state`` carried through the scan in :attr:`Step.state`;
-            ``key`` is the ``"state"`` key of :attr:`keys` (None without one).
-        up: the move up a walk (``s > t``: re-noising), with :attr:`walk`.
-        walk: ``num_steps -> level path`` over the grid's indices (``n−1`` = ``T``, ``−1`` =
-            the data; consecutive levels differ by one; a rise is an ``up`` move). Default:
-            straight down, one reverse move per grid time.
+        init: ``key -> x_T`` when no ``x_init`` is given; default the SDE's prior.
+        state: ``(key, x_T) -> state``, carried through the loop in :attr:`Step.state`;
+            ``key`` is the ``"state"`` key of :attr:`Method.keys` (None without one).
+        up: the move up a walk (``s > t``: re-noising), for a :attr:`Method.walk`.
         finish: ``(x, state, key) -> (x, extras)`` after the loop (``key``: the ``"finish"``
             key); a changed ``x`` also replaces the trajectory's last entry.
-        num_steps: the default number of steps (None: all ``N`` of a discrete SDE, else 1000).
-        spacing: the default grid spacing (None: :func:`~jaxir.samplers.time_grid`'s).
-        grid: ``(sde, num_steps) -> (ts, ts_next)`` instead of ``time_grid`` (when no
-            ``timesteps`` are given).
-        keys: the order ``key`` is split in, from ``"init"``, ``"steps"``, ``"state"`` and
-            ``"finish"`` — kept per method so that fixed-key results never move.
     """
 
     step: Piece
     init: Callable | None = None
     state: Callable | None = None
     up: Piece | None = None
-    walk: Callable | None = None
     finish: Callable | None = None
+
+
+class Method(NamedTuple):
+    """A posterior sampler for :func:`sample`: its name, ``build`` and loop settings.
+
+    Attributes:
+        name: the public function's name (error messages).
+        build: ``Problem -> Sampler``, called once at trace time with the checked problem.
+        num_steps: the default number of steps (None: all ``N`` of a discrete SDE, else 1000).
+        spacing: the default grid spacing (None: :func:`~jaxir.samplers.time_grid`'s).
+        grid: ``(sde, num_steps) -> (ts, ts_next)`` instead of ``time_grid`` (when no
+            ``timesteps`` are given).
+        walk: ``num_steps -> level path`` over the grid (``n−1`` = ``ts[0]``, ``−1`` = the
+            data; consecutive levels differ by one; a rise is an ``up`` move). Default:
+            straight down, one reverse move per grid time.
+        keys: the order ``key`` is split in, from ``"init"``, ``"steps"``, ``"state"`` and
+            ``"finish"`` — fixed per method so that its fixed-key draws never move.
+    """
+
+    name: str
+    build: Callable[[Problem], Sampler]
     num_steps: int | None = None
     spacing: str | None = None
     grid: Callable | None = None
+    walk: Callable | None = None
     keys: tuple = ("init", "steps")
 
 
@@ -190,15 +215,12 @@ def denoise(p: Problem, clip=False, vjp: bool = False) -> Piece:
     ``vjp=True`` also returns the VJP of ``x̂_0`` w.r.t. ``x_t`` (one backward pass per step;
     :func:`~jaxir.inverse.x0_and_vjp`).
     """
-    den = predictions.denoiser_from_model(p.model_fn, p.sde, p.prediction)
-
     def update(step, key):
         x, t = step.x, step.t
         if vjp:
-            (x0, eps), pullback = jax.vjp(lambda u: den(u, t, p.cond), x)
-            back = lambda v: pullback((v, jnp.zeros_like(eps)))[0]
+            x0, eps, back = x0_and_vjp(p.model_fn, p.sde, p.prediction, x, t, p.cond)
         else:
-            (x0, eps), back = den(x, t, p.cond), None
+            (x0, eps), back = p.denoise(x, t), None
         x0c = clip_x0(x0, clip)
         if x0c is not x0:  # keep (x̂0, ε̂) consistent after clipping
             eps = predictions.convert(x0c, x, t, p.sde, "x0", "eps")
@@ -296,33 +318,33 @@ def _shapes(name, op, shape, x_init, y):
     if y_b.shape == shape[1:]:
         return shape, jnp.broadcast_to(y_b, shape)
     if y_b.shape != shape:
-        raise ValueError(f"{name}: without operator shapes y must have shape x_shape = "
-                         f"{shape[1:]} or (B, *x_shape) = {shape}, got {y_b.shape}")
+        raise ValueError(f"{name}: with no operator shapes (an elementwise op, or none as with "
+                         f"learn_degradation) y must have shape x_shape = {shape[1:]} or "
+                         f"(B, *x_shape) = {shape}, got {y_b.shape}")
     return shape, y_b
 
 
-def _grid(sampler, sde, num_steps, spacing, timesteps):
+def _grid(m, sde, num_steps, spacing, timesteps):
     if timesteps is not None:
         return time_grid(sde, num_steps, spacing, timesteps=timesteps)
-    if sampler.grid is not None:
-        return sampler.grid(sde, num_steps)
-    return time_grid(sde, num_steps, spacing or sampler.spacing)
+    if m.grid is not None:
+        return m.grid(sde, num_steps)
+    return time_grid(sde, num_steps, spacing or m.spacing)
 
 
-def sample(build: Callable[[Problem], Sampler], key, model_fn, sde, op, y, sigma_y=None,
-           shape=None, *, name: str = "sample", **options) -> Samples:
-    """Run the posterior sampler ``build(problem)`` (see the module docstring).
+def sample(method: Method, key, model_fn, sde, op, y, sigma_y=None, shape=None,
+           **options) -> Samples:
+    """Run the posterior sampler ``method`` (see the module docstring).
 
     Args:
-        build: ``Problem -> Sampler``, called once at trace time with the checked problem.
+        method: the :class:`Method` (its ``build`` and loop settings).
         key: PRNG key. model_fn: ``model_fn(x, t, cond)`` on batches ``(B, *x_shape)``.
         sde: a :class:`~jaxir.sdes.LinearSDE`. op: the degradation. y: ``op.y_shape``
             (shared by the batch: ``B`` posterior samples) or ``(B, *op.y_shape)``.
         sigma_y: the noise std of ``y``, handed to ``build`` as given.
         shape: ``(B, *op.x_shape)``, or give ``x_init``.
-        name: the public sampler's name, for error messages.
 
-    Keyword options (:data:`OPTIONS`, every sampler built on this takes them):
+    Keyword options (:data:`OPTIONS`; every sampler built on this takes them):
         prediction: what ``model_fn`` predicts (``"eps"``, ``"x0"``, ``"v"``, …).
         num_steps: the number of grid times (default: the method's).
         spacing: the grid's respacing (:func:`~jaxir.samplers.time_grid`).
@@ -335,54 +357,54 @@ def sample(build: Callable[[Problem], Sampler], key, model_fn, sde, op, y, sigma
     Returns:
         :class:`~jaxir.samplers.Samples`; ``nfe`` counts reverse moves (model calls).
     """
+    m, name = method, method.name
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}")
     o = _Options(**options)
     shape, y_b = _shapes(name, op, shape, o.x_init, y)
-    p = Problem(name, model_fn, sde, op, y_b, sigma_y, shape, o.prediction, o.cond)
-    m = build(p)
     n = o.num_steps if o.num_steps is not None else m.num_steps
     if n is None:
         n = getattr(sde, "num_steps", 1000)
-    ts, ts_next = _grid(m, sde, n, o.spacing, o.timesteps)
-    up = None
+    grid = tuple(jnp.asarray(v, jnp.float32) for v in _grid(m, sde, n, o.spacing, o.timesteps))
+    p = Problem(name, model_fn, sde, op, y_b, sigma_y, shape, *grid, o.prediction, o.cond)
+    sampler = m.build(p)
+    ts, ts_next, up = *grid, None
     if m.walk is not None:
         path = m.walk(len(ts))
-        levels = jnp.concatenate([jnp.zeros((1,), jnp.float32),
-                                  jnp.asarray(ts, jnp.float32)[::-1]])  # level k at k + 1
+        levels = jnp.concatenate([jnp.zeros((1,), jnp.float32), ts[::-1]])  # level k at k + 1
         ts, ts_next = levels[path[:-1] + 1], levels[path[1:] + 1]
         up = np.asarray(path[1:] > path[:-1])
     ks = dict(zip(m.keys, jax.random.split(key, len(m.keys))))
     if o.x_init is not None:
         x = jnp.asarray(o.x_init)
-    elif m.init is not None:
-        x = m.init(ks["init"], jnp.asarray(ts[0], jnp.float32))
+    elif sampler.init is not None:
+        x = sampler.init(ks["init"])
     else:
         x = sde.prior_sample(ks["init"], shape)
-    state = None if m.state is None else m.state(ks.get("state"), x)
+    state = None if sampler.state is None else sampler.state(ks.get("state"), x)
 
-    def move(piece, x, state, t, s, k):
-        st = piece.update(Step(x, t, s, state), k if piece.draws else None)
+    def move(piece, x, state, t, s, i, k):
+        st = piece.update(Step(x, t, s, i, state), k if piece.draws else None)
         return st.x_next, st.state
 
     def body(carry, inp):
         x, state = carry
-        t, s, k = inp[:3]
+        args = (x, state, *inp[:4])
         if up is None:
-            return move(m.step, x, state, t, s, k)
-        return jax.lax.cond(inp[3], lambda: move(m.up, x, state, t, s, k),
-                            lambda: move(m.step, x, state, t, s, k))
+            return move(sampler.step, *args)
+        return jax.lax.cond(inp[4], lambda: move(sampler.up, *args),
+                            lambda: move(sampler.step, *args))
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
+    xs = (ts, ts_next, jnp.arange(len(ts), dtype=jnp.int32),
           jax.random.split(ks["steps"], len(ts)))
     if up is not None:
         xs = (*xs, jnp.asarray(up))
     (x, state), traj = scan_steps(body, (x, state), xs, save_every=o.save_every,
                                   checkpoint=o.checkpoint)
     extras = None
-    if m.finish is not None:
-        out, extras = m.finish(x, state, ks.get("finish"))
+    if sampler.finish is not None:
+        out, extras = sampler.finish(x, state, ks.get("finish"))
         if out is not x and traj is not None:
             traj = traj.at[-1].set(out)
         x = out

@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .. import predictions
-from ..samplers import Samples, ddpm_step, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, default_steps, denoise_clipped
+from ..samplers import Samples
+from ._driver import Method, Sampler, chain, correct, ddpm, denoise, sample
 
 GUIDANCES = ("x0", "xt")
 
@@ -36,49 +35,14 @@ def _residual_fn(op):
     return lambda z, y: op.A(z) - y
 
 
-def _free_shapes(shape, x_init, y, who):
-    """Batch shape and batched ``y`` when ``y`` has the shape of ``x`` (no operator shapes)."""
-    if x_init is not None:
-        shape = tuple(jnp.shape(x_init))
-    if shape is None or len(shape) < 2:
-        raise ValueError(f"{who}: give shape=(B, *x_shape) or x_init")
-    shape = tuple(int(d) for d in shape)
-    y_b = jnp.asarray(y)
-    if y_b.shape == shape[1:]:
-        return shape, jnp.broadcast_to(y_b, shape)
-    if y_b.shape != shape:
-        raise ValueError(
-            f"{who}: with learn_degradation (or an elementwise op) y must have shape x_shape = "
-            f"{shape[1:]} or (B, *x_shape) = {shape}, got {y_b.shape}"
-        )
-    return shape, y_b
-
-
 def _mask_shape(x_shape):
     return (*x_shape[:-1], 1) if len(x_shape) >= 2 else tuple(x_shape)
 
 
-def gdp_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=None,
-    shape=None,
-    *,
-    scale,
-    guidance: str = "x0",
-    prediction: str = "eps",
-    num_steps: int | None = None,
-    learn_degradation: bool = False,
-    optimizer: optax.GradientTransformation | None = None,
-    spacing: str | None = None,
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def gdp_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, scale,
+               guidance: str = "x0", learn_degradation: bool = False,
+               optimizer: optax.GradientTransformation | None = None, clip_x0=True,
+               **options) -> Samples:
     """GDP: DDPM whose posterior mean is pushed down the gradient of an image-space MSE.
 
     Fei et al. 2023, Alg. 1 (GDP-x_t) and Alg. 2 (GDP-x0), as the official code runs them:
@@ -124,6 +88,8 @@ def gdp_sample(
         guidance: ``"x0"`` or ``"xt"``.
         learn_degradation: learn ``(f, M)`` instead of using ``op``.
         optimizer: optax transformation for ``(f, M)`` (default ``optax.sgd(1.0)``).
+        clip_x0: ``True``, ``(lo, hi)`` or ``False``.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default: all steps).
 
     Returns:
         :class:`~jaxir.samplers.Samples`; ``extras = {"f": (B,), "M": (B, *mask)}`` when the
@@ -140,7 +106,6 @@ def gdp_sample(
         >>> out.x.shape
         (2, 4)
     """
-    del sigma_y
     who = "gdp_sample"
     if guidance not in GUIDANCES:
         raise ValueError(f"{who}: guidance must be one of {GUIDANCES}, got {guidance!r}")
@@ -148,62 +113,47 @@ def gdp_sample(
         if scale not in GDP_SCALES:
             raise ValueError(f"{who}: scale must be a number or one of {sorted(GDP_SCALES)}, got {scale!r}")
         scale = GDP_SCALES[scale]
-
     if not learn_degradation and op is None:
         raise ValueError(f"{who}: op is required unless learn_degradation=True")
-    if learn_degradation or op.x_shape is None:  # learned, or an elementwise op of any shape
-        shape, y_b = _free_shapes(shape, x_init, y, who)
-    else:
-        shape = check_x_shape(op, shape, x_init, who)
-        y_b = batch_y(op, y, shape[0], who)
+    opt = (optax.sgd(1.0) if optimizer is None else optimizer) if learn_degradation else None
 
-    if learn_degradation:
-        def residual(z, y1, params):
-            f, m = params
-            return f * (z + 1.0) / 2.0 + m - (y1 + 1.0) / 2.0
-    else:
-        r_fn = _residual_fn(op)
+    def build(p):
+        if learn_degradation:
+            def residual(z, y1, params):
+                f, m = params
+                return f * (z + 1.0) / 2.0 + m - (y1 + 1.0) / 2.0
+        else:
+            r_fn = _residual_fn(op)
 
-        def residual(z, y1, params):
-            del params
-            return r_fn(z, y1) / 2.0
+            def residual(z, y1, params):
+                del params
+                return r_fn(z, y1) / 2.0
 
-    def mse(z, y1, params):  # one example, [0, 1] units
-        return jnp.mean(residual(z, y1, params) ** 2)
+        def batch_mse(z, params):  # Σ_b mean_i (r_i/2)²: [0, 1] units, per-example gradients
+            return jnp.sum(jax.vmap(lambda *a: jnp.mean(residual(*a) ** 2))(z, p.y, params))
 
-    def batch_mse(z, params):
-        return jnp.sum(jax.vmap(mse)(z, y_b, params))
+        def init_state(k, x):  # f ~ N(0, 1)/100, M ~ U(0, 1)/10⁴, one pair per example
+            kf, km = jax.random.split(k)
+            f0 = jax.random.normal(kf, (p.shape[0],) + (1,) * len(p.shape[1:])) / 100.0
+            params = (f0, jax.random.uniform(km, (p.shape[0], *_mask_shape(p.shape[1:]))) / 1e4)
+            return params, opt.init(params)
 
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = time_grid(sde, default_steps(sde, num_steps), spacing)
-    k_init, k_deg, k_steps = jax.random.split(key, 3)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
-
-    if learn_degradation:
-        kf, km = jax.random.split(k_deg)
-        f0 = jax.random.normal(kf, (shape[0],) + (1,) * len(shape[1:])) / 100.0
-        params = (f0, jax.random.uniform(km, (shape[0], *_mask_shape(shape[1:]))) / 1e4)
-        opt = optax.sgd(1.0) if optimizer is None else optimizer
-        opt_state = opt.init(params)
-    else:
-        params, opt, opt_state = None, None, ()
-
-    def step(carry, inp):
-        x, params, opt_state = carry
-        t, s, k = inp
-        x0, _ = denoise_clipped(denoise, sde, x, t, cond, clip_x0)
-        z = x0 if guidance == "x0" else x
-        grad_z, grad_p = jax.grad(batch_mse, argnums=(0, 1))(z, params)
-        x = ddpm_step(sde, k, x, t, s, x0) - scale * grad_z
-        if opt is not None:
+        def pull(st):  # x_s = μ − ∇_z s·MSE + τ ε, and one optimiser step on (f, M)
+            z = st.x0 if guidance == "x0" else st.x
+            if opt is None:
+                return st._replace(x_next=st.x_next - scale * jax.grad(batch_mse)(z, None))
+            params, opt_state = st.state
+            grad_z, grad_p = jax.grad(batch_mse, argnums=(0, 1))(z, params)
             updates, opt_state = opt.update(grad_p, opt_state, params)
-            params = optax.apply_updates(params, updates)
-        return (x, params, opt_state)
+            return st._replace(x_next=st.x_next - scale * grad_z,
+                               state=(optax.apply_updates(params, updates), opt_state))
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x, params, _), traj = scan_steps(step, (x, params, opt_state), xs, save_every=save_every)
-    extras = None
-    if learn_degradation:
-        extras = {"f": params[0].reshape(shape[0]), "M": params[1]}
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)), extras)
+        def finish(x, state, k):
+            return x, {"f": state[0][0].reshape(p.shape[0]), "M": state[0][1]}
+
+        return Sampler(chain(denoise(p, clip_x0), ddpm(p), correct(pull)),
+                       state=None if opt is None else init_state,
+                       finish=None if opt is None else finish)
+
+    return sample(Method(who, build, keys=("init", "state", "steps")), key, model_fn, sde,
+                  None if learn_degradation else op, y, sigma_y, shape, **options)

@@ -5,33 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .. import predictions
 from .._utils import bcast
-from ..samplers import Samples, ddpm_step, scan_steps, time_grid
-from ._common import batch_y, check_x_shape, default_steps, denoise_clipped, vmapped
+from ..samplers import Samples
+from ._driver import Method, Piece, Sampler, chain, ddpm, denoise, sample
 
 UPSAMPLINGS = ("pinv", "bicubic", "nearest")
 
 
-def ilvr_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=None,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int | None = None,
-    t_stop: float = 0.0,
-    upsample: str = "pinv",
-    spacing: str | None = None,
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def ilvr_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, t_stop: float = 0.0,
+                upsample: str = "pinv", clip_x0=True, **options) -> Samples:
     """ILVR: replace the low-frequency content of every reverse step by that of the reference.
 
     Choi et al. 2021, Alg. 1 / Eq. 5: with a low-pass filter ``φ_N = up ∘ down_N``,
@@ -67,6 +49,8 @@ def ilvr_sample(
         shape: ``(B, *op.x_shape)``, or give ``x_init``.
         t_stop: no refinement on steps starting at ``t <= t_stop``.
         upsample: ``"pinv"``, ``"bicubic"`` or ``"nearest"``.
+        clip_x0: ``True``, ``(lo, hi)`` or ``False``.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default: all steps).
 
     Returns:
         :class:`~jaxir.samplers.Samples`.
@@ -83,52 +67,33 @@ def ilvr_sample(
         >>> out.x.shape
         (3, 4, 4, 1)
     """
-    del sigma_y
     who = "ilvr_sample"
     if upsample not in UPSAMPLINGS:
         raise ValueError(f"{who}: upsample must be one of {UPSAMPLINGS}, got {upsample!r}")
-    shape = check_x_shape(op, shape, x_init, who)
-    y_b = batch_y(op, y, shape[0], who)
-    if upsample == "pinv":
-        if not hasattr(op, "A_pinv"):
-            raise ValueError(f"{who}: upsample='pinv' needs a linear operator with A_pinv")
-        up = vmapped(op, "A_pinv")
-    else:
-        xs_, ys_ = tuple(op.x_shape), tuple(op.y_shape)
-        if len(xs_) != 3 or len(ys_) != 3 or xs_[2] != ys_[2]:
-            raise ValueError(
-                f"{who}: upsample={upsample!r} needs image shapes (H, W, C) -> (h, w, C), got "
-                f"x_shape={xs_}, y_shape={ys_}"
-            )
-        method = "cubic" if upsample == "bicubic" else "nearest"
+    if upsample == "pinv" and not hasattr(op, "A_pinv"):
+        raise ValueError(f"{who}: upsample='pinv' needs a linear operator with A_pinv")
+    xs_, ys_ = tuple(op.x_shape or ()), tuple(op.y_shape or ())
+    if upsample != "pinv" and (len(xs_) != 3 or len(ys_) != 3 or xs_[2] != ys_[2]):
+        raise ValueError(
+            f"{who}: upsample={upsample!r} needs image shapes (H, W, C) -> (h, w, C), got "
+            f"x_shape={xs_}, y_shape={ys_}"
+        )
+    method = "cubic" if upsample == "bicubic" else "nearest"
 
-        def up(v):
-            return jax.image.resize(v, (v.shape[0], *xs_), method)
+    def build(p):
+        A = p.batched("A")
+        up = (p.batched("A_pinv") if upsample == "pinv"
+              else lambda v: jax.image.resize(v, (v.shape[0], *xs_), method))
 
-    A = vmapped(op, "A")
+        def refine(st, k):  # x_s ← φ_N(y_s) + x'_s − φ_N(x'_s), y_s ~ q(y_s | y)
+            x = st.x_next
+            a_s, sig_s = p.sde.marginal_coeffs(st.s)
+            z = jax.random.normal(k, x.shape, x.dtype)
+            noise = bcast(sig_s, x) * z + p.sde.marginal_offset(st.s, x)
+            y_s = a_s * p.y + A(jnp.broadcast_to(noise, x.shape))
+            refined = x + up(y_s) - up(A(x))
+            return st._replace(x_next=jnp.where(st.t > t_stop, refined, x))
 
-    def phi(v):
-        return up(A(v))
+        return Sampler(chain(denoise(p, clip_x0), ddpm(p), Piece(refine, draws=True)))
 
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = time_grid(sde, default_steps(sde, num_steps), spacing)
-    k_init, k_steps = jax.random.split(key)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
-
-    def step(carry, inp):
-        (x,) = carry
-        t, s, k = inp
-        k_step, k_ref = jax.random.split(k)
-        x0, _ = denoise_clipped(denoise, sde, x, t, cond, clip_x0)
-        x = ddpm_step(sde, k_step, x, t, s, x0)
-        a_s, sig_s = sde.marginal_coeffs(s)
-        z = jax.random.normal(k_ref, x.shape, x.dtype)
-        noise = bcast(sig_s, x) * z + sde.marginal_offset(s, x)
-        y_s = a_s * y_b + A(jnp.broadcast_to(noise, x.shape))
-        refined = x + up(y_s) - phi(x)
-        return (jnp.where(t > t_stop, refined, x),)
-
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)))
+    return sample(Method(who, build), key, model_fn, sde, op, y, sigma_y, shape, **options)

@@ -5,43 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..samplers import Samples, ddpm_step, scan_steps, time_grid
-from . import _common
-from ._common import (
-    batch_y,
-    check_x_shape,
-    default_steps,
-    replace_observed,
-    require_svd,
-    safe_norm,
-    spectral_y,
-    vmapped,
-    x0_and_vjp,
-)
+from ..samplers import Samples
+from ._common import require_svd, safe_norm
+from ._driver import Method, Sampler, chain, ddpm, denoise, guide, replace, sample
 
 NORMS = ("l2", "squared")
 
 
-def mcg_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=None,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int | None = None,
-    scale: float = 1.0,
-    norm: str = "l2",
-    weight_fn=None,
-    spacing: str | None = None,
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def mcg_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, scale: float = 1.0,
+               norm: str = "l2", weight_fn=None, clip_x0=True, **options) -> Samples:
     """MCG: a manifold-constrained gradient step, then projection onto the noisy measurement.
 
     Chung et al. 2022, Eq. 14–16, per step ``t → s``::
@@ -76,6 +48,8 @@ def mcg_sample(
         scale: the step ``α``.
         norm: ``"l2"`` (official code) or ``"squared"`` (paper).
         weight_fn: ``W`` on a single y-space residual, or None.
+        clip_x0: ``True``, ``(lo, hi)`` or ``False``.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default: all steps).
 
     Returns:
         :class:`~jaxir.samplers.Samples` (``nfe`` forward passes, each with one VJP).
@@ -91,39 +65,20 @@ def mcg_sample(
         >>> out.x.shape
         (4, 3)
     """
-    del sigma_y
-    who = "mcg_sample"
     if norm not in NORMS:
-        raise ValueError(f"{who}: norm must be one of {NORMS}, got {norm!r}")
-    require_svd(op, who)
-    shape = check_x_shape(op, shape, x_init, who)
-    y_b = batch_y(op, y, shape[0], who)
-    _, s_all, ybar = spectral_y(op, y_b)
-    A = vmapped(op, "A")
+        raise ValueError(f"mcg_sample: norm must be one of {NORMS}, got {norm!r}")
+    require_svd(op, "mcg_sample")
     W = (lambda r: r) if weight_fn is None else jax.vmap(weight_fn)
 
-    def loss(x0):  # sum over the batch of per-example losses -> per-example gradients
-        r = W(y_b - A(x0))
-        if norm == "l2":
-            return jnp.sum(safe_norm(r))
-        return jnp.sum(r**2)
+    def build(p):
+        A = p.batched("A")
 
-    ts, ts_next = time_grid(sde, default_steps(sde, num_steps), spacing)
-    k_init, k_steps = jax.random.split(key)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
+        def loss(x0):  # sum over the batch of per-example losses -> per-example gradients
+            r = W(p.y - A(x0))
+            return jnp.sum(safe_norm(r)) if norm == "l2" else jnp.sum(r**2)
 
-    def step(carry, inp):
-        (x,) = carry
-        t, s, k = inp
-        k_step, k_known = jax.random.split(k)
-        x0, _, vjp = x0_and_vjp(model_fn, sde, prediction, x, t, cond)
-        grad = vjp(jax.grad(loss)(x0))
-        x = ddpm_step(sde, k_step, x, t, s, _common.clip_x0(x0, clip_x0)) - scale * grad
-        a_s, sig_s = sde.marginal_coeffs(s)
-        x = replace_observed(op, k_known, x, ybar, s_all, a_s, sig_s, sde.marginal_offset(s, x))
-        return (x,)
+        pull = guide(lambda st: jax.grad(loss)(st.denoised), -scale)  # Eq. 15
+        return Sampler(chain(denoise(p, clip_x0, vjp=True), ddpm(p), pull, replace(p)))
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)))
+    return sample(Method("mcg_sample", build), key, model_fn, sde, op, y, sigma_y, shape,
+                  **options)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from ..samplers import Samples
 from ._common import pad_to
-from ._driver import Sampler, chain, ddim, denoise, guide, sample
+from ._driver import Method, Sampler, chain, ddim, denoise, guide, sample
 
 
 def _is_zero(sigma_y) -> bool:
@@ -71,12 +71,12 @@ def pigdm_sample(key, model_fn, sde, op, y, sigma_y=0.0, shape=None, *, eta: flo
             z = gain * p.batched("U_T")(resid)
             return jax.lax.stop_gradient(p.batched("V")(pad_to(z, s.shape[0])))
 
-        def init(k, t0):  # x_T = √ᾱ_T A⁺y + √(1 − ᾱ_T) z
-            a_T, s_T = p.sde.marginal_coeffs(t0)
+        def init(k):  # x_T = √ᾱ_T A⁺y + √(1 − ᾱ_T) z
+            a_T, s_T = p.sde.marginal_coeffs(p.ts[0])
             return a_T * A_pinv(p.y) + s_T * jax.random.normal(k, p.shape)
 
         pull = guide(direction, lambda st: guidance_scale * a_of(st.s) * a_of(st.t))
-        return Sampler(chain(denoise(p, vjp=True), ddim(p, eta), pull), init=init, num_steps=100)
+        return Sampler(chain(denoise(p, vjp=True), ddim(p, eta), pull), init=init)
 
-    return sample(build, key, model_fn, sde, op, y, sigma_y, shape, name="pigdm_sample",
-                  **options)
+    return sample(Method("pigdm_sample", build, num_steps=100), key, model_fn, sde, op, y,
+                  sigma_y, shape, **options)

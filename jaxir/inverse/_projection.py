@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from .. import predictions
-from ..samplers import Samples, ddim_step, scan_steps, time_grid
-from ._common import (
-    batch_y,
-    check_x_shape,
-    default_steps,
-    denoise_clipped,
-    replace_observed,
-    require_svd,
-    spectral_y,
-)
+from ..samplers import Samples
+from ._common import require_svd
+from ._driver import Method, Sampler, chain, ddim, denoise, replace, sample
 
 
-def projection_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=None,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int | None = None,
-    eta: float = 1.0,
-    spacing: str | None = None,
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def projection_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, eta: float = 1.0,
+                      clip_x0=True, **options) -> Samples:
     """Reverse diffusion whose observed spectral part is replaced by the noised measurement.
 
     Score-SDE's inpainting / colorization sampler (Song et al. 2021, App. I.2), written for
@@ -69,10 +42,10 @@ def projection_sample(
         y: ``op.y_shape`` (shared by the batch) or ``(B, *op.y_shape)``.
         sigma_y: unused (``y`` is taken as noiseless).
         shape: ``(B, *op.x_shape)``, or give ``x_init``.
-        prediction, num_steps, spacing, cond: as :func:`~jaxir.samplers.ddpm_sample`
-            (default: all steps of a discrete SDE, else 1000).
         eta: DDIM η of the base step (1.0: ancestral).
         clip_x0: clip ``x̂_0`` to [-1, 1] (image default); ``False`` for non-image data.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default: all steps of a
+            discrete SDE, else 1000).
 
     Returns:
         :class:`~jaxir.samplers.Samples`.
@@ -89,28 +62,10 @@ def projection_sample(
         >>> out.x[:, :2].tolist()[0]
         [0.5, -0.5]
     """
-    del sigma_y
-    who = "projection_sample"
-    require_svd(op, who)
-    shape = check_x_shape(op, shape, x_init, who)
-    y_b = batch_y(op, y, shape[0], who)
-    _, s_all, ybar = spectral_y(op, y_b)
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = time_grid(sde, default_steps(sde, num_steps), spacing)
-    k_init, k_steps = jax.random.split(key)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
+    require_svd(op, "projection_sample")
 
-    def step(carry, inp):
-        (x,) = carry
-        t, s, k = inp
-        k_step, k_known = jax.random.split(k)
-        x0, eps = denoise_clipped(denoise, sde, x, t, cond, clip_x0)
-        x = ddim_step(sde, k_step, x, t, s, x0, eps, eta)
-        a_s, sig_s = sde.marginal_coeffs(s)
-        x = replace_observed(op, k_known, x, ybar, s_all, a_s, sig_s, sde.marginal_offset(s, x))
-        return (x,)
+    def build(p):
+        return Sampler(chain(denoise(p, clip_x0), ddim(p, eta), replace(p)))
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32),
-          jax.random.split(k_steps, len(ts)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    return Samples(x, traj, len(ts), jnp.all(jnp.isfinite(x)))
+    return sample(Method("projection_sample", build), key, model_fn, sde, op, y, sigma_y, shape,
+                  **options)

@@ -6,17 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import predictions
 from .._utils import bcast
-from ..samplers import Samples, ddpm_step, scan_steps, time_grid
-from ._common import (
-    batch_y,
-    check_x_shape,
-    denoise_clipped,
-    replace_observed,
-    require_svd,
-    spectral_y,
-)
+from ..samplers import Samples
+from ._common import require_svd
+from ._driver import Method, Piece, Sampler, chain, ddpm, denoise, observed_replacer, replace, sample
 
 
 def repaint_schedule(num_steps: int = 250, jump_length: int = 10, jump_n_sample: int = 10):
@@ -53,25 +46,9 @@ def repaint_schedule(num_steps: int = 250, jump_length: int = 10, jump_n_sample:
     return np.asarray(walk, np.int64)
 
 
-def repaint_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y=None,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_steps: int = 250,
-    jump_length: int = 10,
-    jump_n_sample: int = 10,
-    spacing: str | None = None,
-    clip_x0=True,
-    cond=None,
-    x_init=None,
-    save_every: int | None = None,
-) -> Samples:
+def repaint_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, num_steps: int = 250,
+                   jump_length: int = 10, jump_n_sample: int = 10, clip_x0=True,
+                   **options) -> Samples:
     """RePaint (Lugmayr et al. 2022, Alg. 1 with the jump schedule of Sec. 4.2).
 
     A DDPM chain respaced to ``num_steps`` levels ``t_{n−1} > … > t_0`` (``t_{−1} = 0``) is
@@ -110,6 +87,9 @@ def repaint_sample(
         shape: ``(B, *op.x_shape)``, or give ``x_init`` (the state at the top level).
         num_steps, jump_length, jump_n_sample: the schedule (:func:`repaint_schedule`);
             ``jump_n_sample = 1`` is plain replacement (no resampling).
+        clip_x0: ``True``, ``(lo, hi)`` or ``False``.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default 250, ``spacing``
+            default ``"linspace"`` for a discrete SDE).
 
     Returns:
         :class:`~jaxir.samplers.Samples` (``nfe``: reverse steps = model calls per sample).
@@ -126,49 +106,26 @@ def repaint_sample(
         >>> out.x.shape, out.nfe
         ((8, 4), 35)
     """
-    del sigma_y
-    who = "repaint_sample"
-    require_svd(op, who)
-    shape = check_x_shape(op, shape, x_init, who)
-    y_b = batch_y(op, y, shape[0], who)
-    _, s_all, ybar = spectral_y(op, y_b)
-    walk = repaint_schedule(num_steps, jump_length, jump_n_sample)
-    if spacing is None and hasattr(sde, "num_steps"):
-        spacing = "linspace"  # guided-diffusion's space_timesteps(N, "n")
-    ts, _ = time_grid(sde, num_steps, spacing)
-    levels = np.concatenate([[0.0], ts[::-1]])  # level k ∈ {−1, …, n−1} sits at levels[k + 1]
-    t_from, t_to = levels[walk[:-1] + 1], levels[walk[1:] + 1]
-    up = walk[1:] > walk[:-1]
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    k_init, k_steps, k_last = jax.random.split(key, 3)
-    x = sde.prior_sample(k_init, shape) if x_init is None else jnp.asarray(x_init)
+    require_svd(op, "repaint_sample")
 
-    def known(k, x, t):
-        a, sig = sde.marginal_coeffs(t)
-        return replace_observed(op, k, x, ybar, s_all, a, sig, sde.marginal_offset(t, x))
+    def build(p):
+        known = observed_replacer(p)
 
-    def reverse(x, t, s, k):
-        k_known, k_step = jax.random.split(k)
-        x = known(k_known, x, t)
-        x0, _ = denoise_clipped(denoise, sde, x, t, cond, clip_x0)
-        return ddpm_step(sde, k_step, x, t, s, x0)
+        def undo(st, k):  # the forward transition x_t -> x_s, t < s
+            x = st.x
+            scale, std = p.sde.transition_coeffs(st.t, st.s)
+            m_t, m_s = p.sde.marginal_offset(st.t, x), p.sde.marginal_offset(st.s, x)
+            z = jax.random.normal(k, x.shape, x.dtype)
+            return st._replace(x_next=bcast(scale, x) * (x - m_t) + m_s + bcast(std, x) * z)
 
-    def undo(x, s, t, k):  # forward transition x_s -> x_t, s < t
-        scale, std = sde.transition_coeffs(s, t)
-        m_s, m_t = sde.marginal_offset(s, x), sde.marginal_offset(t, x)
-        z = jax.random.normal(k, x.shape, x.dtype)
-        return bcast(scale, x) * (x - m_s) + m_t + bcast(std, x) * z
+        def finish(x, state, k):  # Alg. 1 at t = 1: the known part is y itself
+            return known(k, x, jnp.asarray(0.0)), None
 
-    def step(carry, inp):
-        (x,) = carry
-        a, b, is_up, k = inp
-        x = jax.lax.cond(is_up, lambda x: undo(x, a, b, k), lambda x: reverse(x, a, b, k), x)
-        return (x,)
+        return Sampler(chain(replace(p, before=True), denoise(p, clip_x0), ddpm(p)),
+                       up=Piece(undo, draws=True), finish=finish)
 
-    xs = (jnp.asarray(t_from, jnp.float32), jnp.asarray(t_to, jnp.float32), jnp.asarray(up),
-          jax.random.split(k_steps, len(t_from)))
-    (x,), traj = scan_steps(step, (x,), xs, save_every=save_every)
-    x = known(k_last, x, jnp.asarray(0.0))
-    if traj is not None:
-        traj = traj.at[-1].set(x)
-    return Samples(x, traj, int(np.sum(~up)), jnp.all(jnp.isfinite(x)))
+    method = Method("repaint_sample", build, keys=("init", "steps", "finish"),
+                    walk=lambda n: repaint_schedule(n, jump_length, jump_n_sample),
+                    spacing="linspace" if hasattr(sde, "num_steps") else None)
+    return sample(method, key, model_fn, sde, op, y, sigma_y, shape, num_steps=num_steps,
+                  **options)
