@@ -242,16 +242,41 @@ def test_progress_moves_per_sampler_step_and_changes_nothing(tiny_prior, monkeyp
     assert again.shape == y.shape
 
 
+def test_task_default_settings_are_the_evaluated_best(tiny_prior):
+    """restore_images without steps / samples runs TASK_SETTINGS (DDRM: 100 steps on inpaint,
+    8 samples on sr4) and the official settings elsewhere; classical methods have none."""
+    from jaxir.restore import TASK_SETTINGS, default_settings
+
+    assert default_settings("inpaint", "ddrm") == (100, 1)
+    assert default_settings("sr4", "ddrm") == (20, 8)
+    assert default_settings("denoise", "ddrm") == (get_method("ddrm").default_steps, 1)
+    assert default_settings("sr4", "bicubic") == (None, 1)
+    for (task, method), (steps, k) in TASK_SETTINGS.items():
+        assert task in get_method(method).tasks and steps >= 1 and k >= 1
+    x = _images(1, 16, 16, seed=5)
+    y, mask = restore.degrade_images(jax.random.key(0), get_task("inpaint"), x)
+    info = {}
+    restore_images(np.asarray(y), "inpaint", "ddrm", prior=tiny_prior, mask=np.asarray(mask),
+                   info=info)
+    assert (info["steps"], info["samples"], info["nfe"]) == (100, 1, 100)
+    y, _ = restore.degrade_images(jax.random.key(0), get_task("sr4"), x)
+    restore_images(np.asarray(y), "sr4", "ddrm", prior=tiny_prior, info=info)
+    assert (info["steps"], info["samples"]) == (20, 8)
+
+
 def test_evaluate_end_to_end(tiny_prior, tmp_path):
     rows = restore.evaluate(["ddrm", "bicubic"], "sr4", prior=tiny_prior, n=2, steps=2,
                             images=restore.load_eval_images("photos:test", 2, 16))
-    # a step count other than the method's default is part of the label
-    assert [r["method"] for r in rows] == ["pinv"] * 2 + ["ddrm (2 steps)"] * 2 + ["bicubic"] * 2
+    # settings other than the method's official ones are part of the label (DDRM on sr4
+    # averages 8 samples by default: TASK_SETTINGS)
+    assert [r["method"] for r in rows] == (["pinv"] * 2 + ["ddrm (2 steps, mean of 8)"] * 2
+                                           + ["bicubic"] * 2)
     summary = restore.summarize(rows)
     assert all(np.isfinite(s["psnr"]) and np.isfinite(s["psnr_ci"]) for s in summary)
     csv_path, md_path = restore.write_results(rows, tmp_path, "ev")
     assert csv_path.read_text().count("\n") == 7
-    assert "| ddrm (2 steps) | 2 |" in md_path.read_text() and "±" in md_path.read_text()
+    assert "| ddrm (2 steps, mean of 8) | 2 |" in md_path.read_text()
+    assert "±" in md_path.read_text()
 
 
 class _ReportParser(HTMLParser):

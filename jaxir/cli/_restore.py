@@ -71,8 +71,8 @@ def _check_size(h: int, w: int, what: str):
                          f"side")
 
 
-def _check_samples(samples: int, methods):
-    if samples > 1 and not any(m.kind == "diffusion" for m in methods):
+def _check_samples(samples, methods):
+    if samples is not None and samples > 1 and not any(m.kind == "diffusion" for m in methods):
         raise UsageError(f"--samples {samples} averages diffusion posterior samples; "
                          f"{', '.join(m.name for m in methods)} is deterministic "
                          f"(use --samples 1)")
@@ -95,6 +95,14 @@ def _read(path, what: str, channels=None):
 
 _SAMPLES_HELP = ("average K posterior samples per patch (a Monte-Carlo posterior mean: "
                  "higher PSNR/SSIM, smoother, K times the time; diffusion methods only)")
+
+
+def _settings() -> str:
+    """The per-task default settings (``TASK_SETTINGS``) for the help text."""
+    from ..restore._methods import TASK_SETTINGS
+
+    return "; ".join(f"{m} on {t}: {st} steps" + (f", mean of {k}" if k > 1 else "")
+                     for (t, m), (st, k) in TASK_SETTINGS.items())
 
 
 def _masked_tasks() -> list[str]:
@@ -164,7 +172,7 @@ def _run_restore(args, task, method, prior, img, gray, mask, out, cmp_out) -> in
     from .. import metrics
     from ..restore._evaluate import method_label
     from ..restore._io import comparison_image, save_image
-    from ..restore._methods import best_baseline
+    from ..restore._methods import best_baseline, default_settings
     from ..restore._restore import restore_image
     from ..restore._tasks import degrade_images
 
@@ -183,15 +191,17 @@ def _run_restore(args, task, method, prior, img, gray, mask, out, cmp_out) -> in
         mask = None if m is None else np.asarray(m[0])
     else:
         y = img
+    steps, samples = default_settings(task.name, method.name)
+    steps = steps if args.steps is None else args.steps
+    samples = samples if args.samples is None else args.samples
     t0 = time.perf_counter()
-    x_hat = back(restore_image(rgb(y), task, method, prior=prior, mask=mask, steps=args.steps,
+    x_hat = back(restore_image(rgb(y), task, method, prior=prior, mask=mask, steps=steps,
                                seed=args.seed, progress=True, batch_size=args.batch_size,
-                               samples=args.samples))
+                               samples=samples))
     secs = time.perf_counter() - t0
     save_image(out, x_hat)
     label = method.name if method.kind == "classical" else method_label(
-        method.name, args.samples,
-        args.steps if args.steps not in (None, method.default_steps) else None)
+        method.name, samples, steps if steps != method.default_steps else None)
     # the task's best classical baseline (held-out evaluation) next to the result, unless the
     # method is that baseline or the task has none besides A⁺y
     base_name = best_baseline(task.name)
@@ -251,10 +261,12 @@ def add_restore_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--prior", default="photos64", help="shipped prior name or .npz path "
                    "(default photos64)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="sampling steps (default: the method's number for the task)")
+                   help="sampling steps (default: the method's official number, or the task's "
+                   f"setting where the held-out evaluation showed another better: {_settings()})")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="random seed (degradation and sampler; default 0)")
-    p.add_argument("--samples", type=positive_int, default=1, metavar="K", help=_SAMPLES_HELP)
+    p.add_argument("--samples", type=positive_int, default=None, metavar="K",
+                   help=_SAMPLES_HELP + "; default 1, or the task's setting (see --steps)")
     p.add_argument("--batch-size", type=positive_int, default=16,
                    help="sampler draws per call (patches x samples; default 16)")
     p.set_defaults(func=_cmd_restore)
@@ -347,11 +359,13 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--prior", default="photos64", help="shipped prior name or .npz path "
                    "(default photos64)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="sampling steps (default: each method's number for the task)")
+                   help="sampling steps (default: each method's setting for the task, as for "
+                   "jaxir restore)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="random seed (degradation and samplers; default 0)")
-    p.add_argument("--samples", type=positive_int, default=1, metavar="K",
-                   help=_SAMPLES_HELP + "; rows are labelled 'METHOD (mean of K)'")
+    p.add_argument("--samples", type=positive_int, default=None, metavar="K",
+                   help=_SAMPLES_HELP + "; rows are labelled 'METHOD (mean of K)' (default: "
+                   "each method's setting for the task, as for jaxir restore)")
     # (a --steps other than the method's default is named in the label too)
     p.add_argument("--append", action="store_true",
                    help="keep the rows of other methods already in OUT/evaluate_TASK.csv "
@@ -393,8 +407,9 @@ def add_demo_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="jaxir-demo", help="output folder (default jaxir-demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/report.html")
     p.add_argument("--full", action="store_true",
-                   help="the long run: larger crops, more methods (DiffPIR, ΠGDM), the larger "
-                   "GMM setting (about 15 minutes on 2 CPU cores instead of 3)")
+                   help="the long run: 96-px crops, DiffPIR and ΠGDM too, the larger GMM "
+                   "setting (several times the default's time; ΠGDM alone takes minutes on a "
+                   "CPU)")
     p.add_argument("--prior", default="photos64", help="shipped prior name or .npz path "
                    "(default photos64)")
     p.add_argument("--samples", type=positive_int, default=2000,

@@ -3,7 +3,8 @@
 - `TASKS` / `get_task`: ``denoise``, ``sr4``, ``deblur``, ``inpaint``, ``inpaint_box``,
   ``colorize`` as operators and noise levels in [-1, 1] units; `degrade_images`.
 - `METHODS` / `get_method`: the training-free diffusion samplers of :mod:`jaxir.inverse`
-  (official defaults, ``steps`` overridable) and classical baselines.
+  (official defaults, ``steps`` overridable) and classical baselines; `default_settings`
+  (per task, where the held-out evaluation showed other settings better) and `best_baseline`.
 - `restore_images` / `restore_image`: any image size with a fixed-size prior, by overlapping
   patches blended with a raised-cosine window (see their docstrings for the limitation);
   ``samples=K`` averages K posterior samples per patch (a Monte-Carlo posterior mean).
@@ -46,6 +47,10 @@ _LAZY = {
     "restore_learned": "_learned",
     "DIFFUSION_METHODS": "_methods",
     "METHODS": "_methods",
+    "BEST_BASELINES": "_methods",
+    "TASK_SETTINGS": "_methods",
+    "best_baseline": "_methods",
+    "default_settings": "_methods",
     "Method": "_methods",
     "get_method": "_methods",
     "blend_patches": "_patches",
@@ -99,9 +104,13 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from ._learned import load_learned as load_learned
     from ._learned import prepare_lq as prepare_lq
     from ._learned import restore_learned as restore_learned
+    from ._methods import BEST_BASELINES as BEST_BASELINES
     from ._methods import DIFFUSION_METHODS as DIFFUSION_METHODS
     from ._methods import METHODS as METHODS
+    from ._methods import TASK_SETTINGS as TASK_SETTINGS
     from ._methods import Method as Method
+    from ._methods import best_baseline as best_baseline
+    from ._methods import default_settings as default_settings
     from ._methods import get_method as get_method
     from ._patches import blend_patches as blend_patches
     from ._patches import blend_weights as blend_weights

@@ -110,12 +110,15 @@ def markdown_table(summary: list[dict]) -> str:
 
 def evaluate(methods, task, *, prior=None, data: str = "photos:test", n: int = 8,
              steps: int | None = None, seed: int = 0, images=None, progress: bool = False,
-             batch_size: int = 16, samples: int = 1, reference: bool = True) -> list[dict]:
+             batch_size: int = 16, samples: int | None = None,
+             reference: bool = True) -> list[dict]:
     """Degrade ``n`` images with ``task`` (key ``seed``), restore with each method, score.
 
     The first rows are the degraded input itself (``pinv``: ``A⁺y``) for reference (unless
-    ``reference=False``). ``samples = K > 1`` averages K posterior samples per image for the
-    diffusion methods (their rows are labelled ``"<name> (mean of K)"``; a ``steps`` other than
+    ``reference=False``). ``steps`` / ``samples`` None run each method with the task's default
+    settings (:func:`~jaxir.restore.default_settings`); labels name every setting that differs
+    from the method's official one. ``samples = K > 1`` averages K posterior samples per image
+    for the diffusion methods (their rows are labelled ``"<name> (mean of K)"``; a ``steps`` other than
     the method's default is named too: ``"<name> (S steps, mean of K)"``). Returns one row per
     (method, image): ``method, image, psnr, ssim, consistency, nfe, seconds`` (``nfe``: network
     evaluations per image, all samples included; ``seconds``: wall time per image, compilation

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._methods import Method, get_method
+from ._methods import Method, default_settings, get_method
 from ._patches import blend_patches, extract_patches, patch_positions
 from ._progress import StepBar, with_step_callback
 from ._tasks import Task, get_task
@@ -107,7 +107,7 @@ def _patch_runner(prior, method: Method, task: Task, steps: int, chunk: int, pat
 
 def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None = None,
                    seed: int = 0, stride: int | None = None, batch_size: int = 16,
-                   channels: int = 3, progress: bool = False, samples: int = 1,
+                   channels: int = 3, progress: bool = False, samples: int | None = None,
                    info: dict | None = None, return_samples: bool = False):
     """Restore a batch of same-size measurements ``y`` ``(N, h, w, c_y)`` in [-1, 1].
 
@@ -140,15 +140,18 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
       task: a task name or `Task`. method: a method name or `Method`.
       prior: a :class:`jaxir.priors.Prior` (diffusion methods only).
       mask: ``(N, H, W, 1)`` observation masks for inpainting tasks.
-      steps: sampling steps (None: the method's official default).
+      steps: sampling steps (None: the task's default for the method,
+        :func:`~jaxir.restore.default_settings`: the official number unless the held-out
+        evaluation showed another better).
       seed: the PRNG seed (the same seed gives the same result).
       stride: window step in output pixels. batch_size: sampler draws per call (windows ×
         ``samples``).
       channels: channels of the output (the prior's for diffusion methods).
       progress: show a tqdm bar that moves at every sampler step (a host callback per network
         evaluation, :mod:`._progress`), with the batch of patches and an ETA.
-      samples: restorations averaged per window (diffusion methods; 1 = one posterior sample);
-        a call restores ``batch_size // samples`` windows (at least one) ``samples`` times each.
+      samples: restorations averaged per window (diffusion methods; 1 = one posterior sample;
+        None: the task's default, e.g. 8 for DDRM on ``sr4``); a call restores
+        ``batch_size // samples`` windows (at least one) ``samples`` times each.
       info: if a dict, filled with ``nfe`` (network evaluations per image window and sample, or
         None if the sampler does not report it), ``windows`` (total), ``samples``, ``steps``.
       return_samples: also return the ``samples`` restorations themselves (diffusion methods),
@@ -166,7 +169,8 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
         raise ValueError(f"y must be (N, h, w, c), got shape {y.shape}")
     if task.make_mask is not None and mask is None:
         raise ValueError(f"task {task.name!r} needs a mask (N, H, W, 1)")
-    samples = int(samples)
+    default_steps, default_samples = default_settings(task.name, method)
+    samples = default_samples if samples is None else int(samples)
     if samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples}")
     n, h, w, _ = y.shape
@@ -185,7 +189,7 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
     p, channels = int(prior.image_size), int(prior.channels)
     if p % f:
         raise ValueError(f"the prior's size {p} is not a multiple of the task factor {f}")
-    steps = method.default_steps if steps is None else int(steps)
+    steps = default_steps if steps is None else int(steps)
     # pad (reflect) to at least one window, in whole low-resolution pixels
     ph, pw = _pad_amount(h, p // f), _pad_amount(w, p // f)
     if ph != (0, 0) or pw != (0, 0):
