@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bridges", "data", "exact", "inverse", "latent", "metrics", "models", "operators",
-               "precision", "predictions", "priors", "restore", "samplers", "schedules", "sdes",
-               "training")
+_SUBMODULES = ("bridges", "data", "exact", "images", "inverse", "latent", "metrics", "models",
+               "operators", "plot", "precision", "predictions", "priors", "restore", "samplers",
+               "schedules", "sdes", "training")
 _NAMES = {
     "Bridge": "bridges",
     "Gaussian": "exact",
@@ -63,11 +63,13 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from . import bridges as bridges
     from . import data as data
     from . import exact as exact
+    from . import images as images
     from . import inverse as inverse
     from . import latent as latent
     from . import metrics as metrics
     from . import models as models
     from . import operators as operators
+    from . import plot as plot
     from . import precision as precision
     from . import predictions as predictions
     from . import priors as priors
