@@ -6,13 +6,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import logsumexp
 
-from .. import predictions
 from .._utils import safe_sqrt
-from ..samplers import Samples, time_grid
-from ._common import batch_y, check_x_shape, require_svd, spectral_y
+from ..samplers import Samples
+from ._common import require_svd, spectral_y
+from ._driver import Method, Piece, Sampler, chain, sample
 
 RESAMPLING = ("multinomial", "systematic")
 NOISELESS_KAPPA = 1e-4  # the official code's default `gaussian_var`
@@ -40,27 +39,10 @@ def _resampling_uniforms(key, b, n, method):
     return (jax.random.uniform(key, (b, 1)) + jnp.arange(n)) / n
 
 
-def mcgdiff_sample(
-    key,
-    model_fn,
-    sde,
-    op,
-    y,
-    sigma_y,
-    shape=None,
-    *,
-    prediction: str = "eps",
-    num_particles: int = 128,
-    num_steps: int = 100,
-    eta: float = 1.0,
-    kappa=None,
-    resample_threshold: float = 0.5,
-    resampling: str = "systematic",
-    spacing: str | None = None,
-    cond=None,
-    x_init=None,
-    return_particles: bool = False,
-) -> Samples:
+def mcgdiff_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_particles: int = 128,
+                   eta: float = 1.0, kappa=None, resample_threshold: float = 0.5,
+                   resampling: str = "systematic", return_particles: bool = False,
+                   **options) -> Samples:
     """MCGdiff: a particle filter on the diffusion's backward chain, in the SVD basis of ``op``.
 
     With ``A = U S Vᵀ`` and ``x̄ = Vᵀx``, observed coordinate ``i`` (``s_i > 0``) has the
@@ -139,12 +121,15 @@ def mcgdiff_sample(
         sigma_y: noise std of ``y`` (units of ``y``); 0 is the noiseless case (see κ).
         shape: ``(B, *op.x_shape)``: B independent runs; or ``x_init`` ``(B, N, *op.x_shape)``
             initial particles (``N`` then sets ``num_particles``).
-        num_particles: N. num_steps: DDIM steps. eta: DDIM η of the chain (> 0: with η = 0
-            the kernel is deterministic and the proposal cannot move the particles).
+        num_particles: N. eta: DDIM η of the chain (> 0: with η = 0 the kernel is
+            deterministic and the proposal cannot move the particles).
         kappa: extra observation variance in ``x̄`` units (None: 0 if ``sigma_y > 0``, else 1e-4).
         resample_threshold: resample when ESS < threshold · N (0 never, 1 every step).
         resampling: ``"systematic"`` (default) or ``"multinomial"`` (official).
         return_particles: also return the final weighted cloud in ``extras``.
+        **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps``: DDIM steps, default 100;
+            ``x_init`` the particles above; ``save_every`` is not supported: the state is a
+            weighted cloud, ``return_particles`` gives the final one).
 
     Returns:
         :class:`~jaxir.samplers.Samples` with ``x`` ``(B, *op.x_shape)`` and ``extras`` with
@@ -158,101 +143,106 @@ def mcgdiff_sample(
     require_svd(op, who)
     if resampling not in RESAMPLING:
         raise ValueError(f"{who}: resampling must be one of {RESAMPLING}, got {resampling!r}")
-    x_shape = tuple(op.x_shape)
+    if options.get("save_every") is not None:
+        raise ValueError(f"{who}: save_every is not supported (the state is a weighted particle "
+                         "cloud; return_particles=True returns the final one)")
+    x_shape, x_init = tuple(op.x_shape), options.pop("x_init", None)
     if x_init is not None:
         x_init = jnp.asarray(x_init)
         if x_init.ndim != len(x_shape) + 2 or tuple(x_init.shape[2:]) != x_shape:
             raise ValueError(f"{who}: x_init must have shape (B, N, *op.x_shape) = (B, N, {x_shape}), got {x_init.shape}")
         num_particles = x_init.shape[1]
         shape = (x_init.shape[0], *x_shape)
-    B = check_x_shape(op, shape, None, who)[0]
     N = int(num_particles)
-    y_b = batch_y(op, y, B, who)
-    uty, s, ybar = spectral_y(op, y_b)  # ybar (B, D)
-    D, dy = s.shape[0], uty.shape[-1]
-    obs = ((jnp.arange(D) < dy) & (s > 0))[:dy]  # potentials live on the first dy coordinates
-    sigma_y = jnp.asarray(sigma_y, jnp.float32)
-    if kappa is None:
-        kappa = jnp.where(sigma_y > 0, 0.0, NOISELESS_KAPPA)
-    rho2 = (sigma_y / jnp.where(obs, s[:dy], 1.0)) ** 2 + jnp.asarray(kappa, jnp.float32)  # (dy,)
-
-    ts, _ = time_grid(sde, num_steps, spacing)
-    times = jnp.asarray(np.concatenate([ts, [0.0]]), jnp.float32)  # t_0 = T … t_n = 0
-    alphas, sigmas = (jnp.asarray(v) for v in sde.marginal_coeffs(times))
-    a_t, s_t, a_s, s_s = alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:]
-    var_ts = jnp.maximum(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0)  # forward variance t_{j+1} → t_j
-    cs = eta * safe_sqrt(s_s**2 * var_ts / s_t**2)  # (n,) DDIM noise std c_j
-    # x̄_0 | x̄_j under the chain for a flat prior: N(x̄_j/α_j, V_j), V_j = Σ_{l ≥ j} c_l²/α_{l+1}²
-    v_acc = jnp.concatenate([jnp.cumsum(((cs / a_s) ** 2)[::-1])[::-1], jnp.zeros((1,))])
-    gain_k = 1.0 / alphas  # K_j, (n+1,)
-    r_var = rho2[None, :] + v_acc[:, None]  # (n+1, dy): ψ_j = N(ȳ; K_j x̄_j, r_j)
-
-    def log_psi(xo, j, c2=0.0):
-        """Σ_i log ∫ N(x̄'; xo, c²) ψ_{j,i}(x̄') dx̄' (c = 0: log ψ_j(xo)), a density of ȳ."""
-        k = gain_k[j]
-        lp = _log_normal(yb, k * xo, r_var[j] + k**2 * c2)
-        return jnp.sum(jnp.where(obs, lp, 0.0), -1)
-
-    def propose(m, c2, j, z):
-        """A draw of N(x̄; m, c²) × ψ_j(x̄) on observed coordinates (precision form, no 1/K)."""
-        k, r = gain_k[j], r_var[j]
-        den = c2 * k**2 + r
-        ok = den > 0
-        den = jnp.where(ok, den, 1.0)
-        mean = jnp.where(ok, (c2 * k * yb + r * m) / den, m)
-        return mean + safe_sqrt(jnp.where(ok, c2 * r / den, 0.0)) * z
-
-    V = jax.vmap(jax.vmap(op.V))
-    V_T = jax.vmap(jax.vmap(op.V_T))
-    denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    yb = ybar[:, None, :dy]  # (B, 1, dy)
     log_n = math.log(N)
+    V, V_T = jax.vmap(jax.vmap(op.V)), jax.vmap(jax.vmap(op.V_T))
 
-    k_init, k_steps, k_final = jax.random.split(key, 3)
-    if x_init is None:
-        # x̄_T from p(x_T) ψ_0(x_T): N(0, s²) × N(α_0 ȳ, P_0) on observed coordinates, weight ∫ p ψ_0
-        s0 = sde.prior_std() ** 2
-        z0 = jax.random.normal(k_init, (B, N, D))
-        xbar = jnp.sqrt(s0) * z0
-        xo = propose(jnp.zeros_like(xbar[..., :dy]), s0, 0, z0[..., :dy])
-        xbar = xbar.at[..., :dy].set(jnp.where(obs, xo, xbar[..., :dy]))
-        logw = log_psi(jnp.zeros_like(xo), 0, s0)
-    else:
-        xbar = V_T(x_init)
-        logw = log_psi(xbar[..., :dy], 0)
+    def build(p):
+        B = p.shape[0]
+        uty, s, ybar = spectral_y(op, p.y)  # ybar (B, D)
+        D, dy = s.shape[0], uty.shape[-1]
+        obs = ((jnp.arange(D) < dy) & (s > 0))[:dy]  # potentials live on the first dy coordinates
+        sig_y = jnp.asarray(sigma_y, jnp.float32)
+        kap = jnp.where(sig_y > 0, 0.0, NOISELESS_KAPPA) if kappa is None else kappa
+        rho2 = (sig_y / jnp.where(obs, s[:dy], 1.0)) ** 2 + jnp.asarray(kap, jnp.float32)  # (dy,)
+        times = jnp.concatenate([p.ts, p.ts_next[-1:]])  # t_0 = T … t_n = 0
+        alphas, sigmas = (jnp.asarray(v) for v in p.sde.marginal_coeffs(times))
+        a_t, s_t, a_s, s_s = alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:]
+        var_ts = jnp.maximum(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0)  # forward t_{j+1} → t_j
+        cs = eta * safe_sqrt(s_s**2 * var_ts / s_t**2)  # (n,) DDIM noise std c_j
+        # x̄_0 | x̄_j under the chain for a flat prior: N(x̄_j/α_j, V_j), V_j = Σ_{l≥j} c_l²/α_{l+1}²
+        v_acc = jnp.concatenate([jnp.cumsum(((cs / a_s) ** 2)[::-1])[::-1], jnp.zeros((1,))])
+        gain_k = 1.0 / alphas  # K_j, (n+1,)
+        r_var = rho2[None, :] + v_acc[:, None]  # (n+1, dy): ψ_j = N(ȳ; K_j x̄_j, r_j)
+        yb = ybar[:, None, :dy]  # (B, 1, dy)
 
-    def step(carry, inp):
-        xbar, logw, logz = carry
-        j, t, s_time, c, key = inp
-        k_res, k_noise = jax.random.split(key)
-        x0, eps = denoise(V(xbar).reshape(B * N, *x_shape), t, cond)
-        a_s, sig_s = sde.marginal_coeffs(s_time)
-        mean = a_s * x0 + safe_sqrt(sig_s**2 - c**2) * eps
-        mbar = V_T(mean.reshape(B, N, *x_shape))
-        logw = logw + log_psi(mbar[..., :dy], j + 1, c**2) - log_psi(xbar[..., :dy], j)
-        w = jax.nn.softmax(logw, -1)
-        ess = 1.0 / jnp.sum(w**2, -1)
-        do = ess < resample_threshold * N
-        logz = jnp.where(do, logz + logsumexp(logw, -1) - log_n, logz)
-        anc = _inverse_cdf(logw, _resampling_uniforms(k_res, B, N, resampling))
-        anc = jnp.where(do[:, None], anc, jnp.arange(N))
-        mbar = jnp.take_along_axis(mbar, anc[..., None], axis=1)
-        logw = jnp.where(do[:, None], 0.0, logw)
-        # locally optimal proposal: N(m, c²) × ψ_{j+1} on observed coordinates
-        z = jax.random.normal(k_noise, mbar.shape)
-        twisted = propose(mbar[..., :dy], c**2, j + 1, z[..., :dy])
-        xbar = mbar + c * z
-        xbar = xbar.at[..., :dy].set(jnp.where(obs, twisted, xbar[..., :dy]))
-        return (xbar, logw, logz), ess
+        def log_psi(xo, j, c2=0.0):
+            """Σ_i log ∫ N(x̄'; xo, c²) ψ_{j,i}(x̄') dx̄' (c = 0: log ψ_j(xo)), a density of ȳ."""
+            k = gain_k[j]
+            lp = _log_normal(yb, k * xo, r_var[j] + k**2 * c2)
+            return jnp.sum(jnp.where(obs, lp, 0.0), -1)
 
-    n = len(ts)
-    xs = (jnp.arange(n), times[:-1], times[1:], cs, jax.random.split(k_steps, n))
-    (xbar, logw, logz), ess = jax.lax.scan(step, (xbar, logw, jnp.zeros((B,))), xs)
-    logz = logz + logsumexp(logw, -1) - log_n
-    pick = _inverse_cdf(logw, jax.random.uniform(k_final, (B, 1)))  # (B, 1)
-    x = jax.vmap(op.V)(jnp.take_along_axis(xbar, pick[:, :, None], axis=1)[:, 0])
-    extras = {"ess": ess.T, "log_evidence": logz}
-    if return_particles:
-        extras["particles"] = V(xbar)
-        extras["log_weights"] = logw
-    return Samples(x, None, n, jnp.all(jnp.isfinite(x)), extras)
+        def propose(m, c2, j, z):
+            """A draw of N(x̄; m, c²) × ψ_j(x̄) on observed coordinates (precision form)."""
+            k, r = gain_k[j], r_var[j]
+            den = c2 * k**2 + r
+            ok = den > 0
+            den = jnp.where(ok, den, 1.0)
+            mean = jnp.where(ok, (c2 * k * yb + r * m) / den, m)
+            return mean + safe_sqrt(jnp.where(ok, c2 * r / den, 0.0)) * z
+
+        s0 = p.sde.prior_std() ** 2
+
+        def init(k):  # x̄_T from p(x_T) ψ_0(x_T): N(0, s²) × N(α_0 ȳ, P_0) on observed coordinates
+            if x_init is not None:
+                return V_T(x_init)
+            z0 = jax.random.normal(k, (B, N, D))
+            xbar = jnp.sqrt(s0) * z0
+            xo = propose(jnp.zeros_like(xbar[..., :dy]), s0, 0, z0[..., :dy])
+            return xbar.at[..., :dy].set(jnp.where(obs, xo, xbar[..., :dy]))
+
+        def state(k, xbar):  # (log-weights, log-evidence, ESS per step); the start weighs ∫ p ψ_0
+            logw = (log_psi(jnp.zeros_like(xbar[..., :dy]), 0, s0) if x_init is None
+                    else log_psi(xbar[..., :dy], 0))
+            return logw, jnp.zeros((B,)), jnp.zeros((len(p.ts), B))
+
+        def reweight(st, k_res):  # DDIM means, weights ∫ p ψ_{j+1} / ψ_j, adaptive resampling
+            (logw, logz, ess_all), j, c = st.state, st.index, cs[st.index]
+            x0, eps = p.denoise(V(st.x).reshape(B * N, *x_shape), st.t)
+            a_s, sig_s = p.sde.marginal_coeffs(st.s)
+            mean = a_s * x0 + safe_sqrt(sig_s**2 - c**2) * eps
+            mbar = V_T(mean.reshape(B, N, *x_shape))
+            logw = logw + log_psi(mbar[..., :dy], j + 1, c**2) - log_psi(st.x[..., :dy], j)
+            w = jax.nn.softmax(logw, -1)
+            ess = 1.0 / jnp.sum(w**2, -1)
+            do = ess < resample_threshold * N
+            logz = jnp.where(do, logz + logsumexp(logw, -1) - log_n, logz)
+            anc = _inverse_cdf(logw, _resampling_uniforms(k_res, B, N, resampling))
+            anc = jnp.where(do[:, None], anc, jnp.arange(N))
+            mbar = jnp.take_along_axis(mbar, anc[..., None], axis=1)
+            logw = jnp.where(do[:, None], 0.0, logw)
+            return st._replace(x_next=mbar, state=(logw, logz, ess_all.at[j].set(ess)))
+
+        def move(st, k_noise):  # the locally optimal proposal N(m, c²) × ψ_{j+1} (observed part)
+            mbar, j, c = st.x_next, st.index, cs[st.index]
+            z = jax.random.normal(k_noise, mbar.shape)
+            twisted = propose(mbar[..., :dy], c**2, j + 1, z[..., :dy])
+            xbar = mbar + c * z
+            return st._replace(x_next=xbar.at[..., :dy].set(jnp.where(obs, twisted, xbar[..., :dy])))
+
+        def finish(xbar, state, k_final):  # one particle per run, drawn ∝ its weight
+            logw, logz, ess = state
+            logz = logz + logsumexp(logw, -1) - log_n
+            pick = _inverse_cdf(logw, jax.random.uniform(k_final, (B, 1)))  # (B, 1)
+            x = jax.vmap(op.V)(jnp.take_along_axis(xbar, pick[:, :, None], axis=1)[:, 0])
+            extras = {"ess": ess.T, "log_evidence": logz}
+            if return_particles:
+                extras["particles"] = V(xbar)
+                extras["log_weights"] = logw
+            return x, extras
+
+        return Sampler(chain(Piece(reweight, True), Piece(move, True)), init=init, state=state,
+                       finish=finish)
+
+    method = Method(who, build, num_steps=100, keys=("init", "steps", "finish"))
+    return sample(method, key, model_fn, sde, op, y, sigma_y, shape, **options)
