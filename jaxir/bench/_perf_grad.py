@@ -4,7 +4,10 @@ The objective is ``L(x_T) = Σ sampler(x_T)²`` differentiated with respect to t
 noise ``x_T`` (latent optimisation; a parameter gradient has the same memory structure).
 Peak memory is XLA's ``memory_analysis().temp_size_in_bytes`` of the compiled gradient
 (it works on CPU without running anything); ``exponent`` is the least-squares slope of
-log memory against log N; ``grad_over_forward`` is T(grad) / T(forward sampler).
+log memory against log N; ``grad_over_forward`` is T(grad) / T(forward sampler) in wall
+time, ``grad_over_forward_cpu`` the same ratio in process CPU time (all threads; on a shared,
+loaded CPU it is the steadier of the two, on an accelerator it means nothing), each the
+median of per-repeat ratios measured interleaved.
 
 Variants:
 * ``ddim/naive``, ``ddim/remat``, ``ddim/sqrt``: :func:`jaxir.samplers.ddim_sample` with
@@ -24,11 +27,14 @@ Variants:
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import diffrax
 import jax
 import jax.numpy as jnp
 
-from ._perf_common import Net, compile_fn, fit_exponent, interleaved, run_once
+from ._perf_common import Net, compile_fn, fit_exponent, run_once
 from ._perf_diffrax import scan_euler
 
 VARIANTS = ("ddim/naive", "ddim/remat", "ddim/sqrt", "ode/recursive", "ode/backsolve",
@@ -59,6 +65,25 @@ def _sampler(variant: str, net: Net, sde, n: int):
     return run
 
 
+def _wall_and_cpu(fn, *args) -> tuple[float, float]:
+    w, c = time.perf_counter(), time.process_time()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def _ratios(target, base, args, repeats: int) -> dict:
+    """``target`` and ``base`` timed alternately; medians of the per-repeat ratios."""
+    rows = []
+    for _ in range(max(1, repeats)):
+        b = _wall_and_cpu(base, *args)
+        t = _wall_and_cpu(target, *args)
+        rows.append((t, b))
+    med = statistics.median
+    return {"grad_s": med(t[0] for t, _ in rows), "forward_s": med(b[0] for _, b in rows),
+            "grad_over_forward": med(t[0] / b[0] for t, b in rows),
+            "grad_over_forward_cpu": med(t[1] / max(b[1], 1e-9) for t, b in rows)}
+
+
 def grad_scaling(net: Net, steps, *, variants=VARIANTS, time_max_n: int = 100,
                  repeats: int = 2, progress=None) -> dict:
     """Rows per (variant, N): temp memory, compile time and, for ``N <= time_max_n``, the
@@ -75,20 +100,19 @@ def grad_scaling(net: Net, steps, *, variants=VARIANTS, time_max_n: int = 100,
                               net.params, x)
             row = {"variant": v, "n": n, "net": net.name, "batch": net.shape[0],
                    "temp_bytes": (grad.memory or {}).get("temp"),
-                   "compile_s": grad.lower_s + grad.compile_s, "grad_over_forward": None}
+                   "compile_s": grad.lower_s + grad.compile_s, "grad_over_forward": None,
+                   "grad_over_forward_cpu": None}
             if n <= time_max_n:
                 fwd = compile_fn(run, net.params, x)
                 run_once(fwd.fn, net.params, x)
                 run_once(grad.fn, net.params, x)
-                r = interleaved(lambda: run_once(grad.fn, net.params, x),
-                                lambda: run_once(fwd.fn, net.params, x), repeats)
-                row.update(grad_s=r["target_s"], forward_s=r["base_s"],
-                           grad_over_forward=r["ratio"])
+                row.update(_ratios(grad.fn, fwd.fn, (net.params, x), repeats))
             rows.append(row)
             if progress:
-                gof = row["grad_over_forward"]
+                gof, goc = row["grad_over_forward"], row["grad_over_forward_cpu"]
                 progress(f"  {v:15s} N={n:5d} temp={row['temp_bytes'] / 2**20:8.2f} MiB "
-                         f"grad/fwd={'-' if gof is None else f'{gof:.2f}'}")
+                         f"grad/fwd={'-' if gof is None else f'{gof:.2f}'} "
+                         f"(cpu time {'-' if goc is None else f'{goc:.2f}'})")
     fits = []
     for v in variants:
         rs = [r for r in rows if r["variant"] == v]

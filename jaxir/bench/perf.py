@@ -78,7 +78,8 @@ def run_perf(quick: bool = True, *, sections=SECTIONS, progress=None, **override
         net = make_net(cfg["grad_net"], cfg["batch"])
         out["grad"] = grad_scaling(net, cfg["grad_steps"],
                                    variants=cfg["grad_variants"] or VARIANTS,
-                                   time_max_n=cfg["grad_time_max_n"], progress=say)
+                                   time_max_n=cfg["grad_time_max_n"], repeats=cfg["repeats"],
+                                   progress=say)
         out["timings_s"]["grad"] = time.perf_counter() - t1
     if "train" in sections and cfg["train"]:
         from ._perf_train import device_scaling, train_throughput
@@ -141,14 +142,22 @@ def format_perf(res: dict) -> str:
                      "memory sub-linear in N, grad ≤ 4× forward; ddim/sqrt: memory "
                      "exponent ≤ 0.6, grad ≤ 3× forward)\n")
         ns = sorted({r["n"] for r in g["rows"]})
+        timed = [n for n in ns if any(r["n"] == n and r["grad_over_forward"] is not None
+                                      for r in g["rows"])]
+        cpu = any(r.get("grad_over_forward_cpu") is not None for r in g["rows"]) and \
+            res.get("machine", {}).get("backend") == "cpu"
         rows = []
         for fit in g["fits"]:
             rs = {r["n"]: r for r in g["rows"] if r["variant"] == fit["variant"]}
             mem = [_f(rs[n]["temp_bytes"] / 2**20, ".2f") if n in rs else "–" for n in ns]
-            gof = [_f(rs[n]["grad_over_forward"], ".2f") if n in rs else "–" for n in ns]
-            rows.append([fit["variant"], *mem, _f(fit["memory_exponent"], ".2f"), *gof])
+            gof = [_f(rs[n]["grad_over_forward"], ".2f") if n in rs else "–" for n in timed]
+            goc = [_f(rs[n].get("grad_over_forward_cpu"), ".2f") if n in rs else "–"
+                   for n in timed] if cpu else []
+            rows.append([fit["variant"], *mem, _f(fit["memory_exponent"], ".2f"), *gof, *goc])
         parts.append(_table(["variant", *[f"MiB N={n}" for n in ns], "mem exponent",
-                             *[f"grad/fwd N={n}" for n in ns]], rows))
+                             *[f"grad/fwd N={n}" for n in timed],
+                             *([f"CPU-time grad/fwd N={n}" for n in timed] if cpu else [])],
+                            rows))
     if "train" in res:
         t = res["train"]
         parts.append(f"\n### Training ({t['net']}, batch {t['batch']}; target ≤ 1.1)\n\n"
