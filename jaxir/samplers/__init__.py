@@ -20,6 +20,7 @@ from ._bridge import i2sb_time_grid as i2sb_time_grid
 from ._cddb import cddb_sample as cddb_sample
 from ._cddb import measurement_residual as measurement_residual
 from ._common import Samples as Samples
+from ._common import check_timesteps as check_timesteps
 from ._common import scan_steps as scan_steps
 from ._common import sqrt_blocks as sqrt_blocks
 from ._common import time_grid as time_grid
@@ -49,3 +50,8 @@ from ._resshift import ResShift as ResShift
 from ._resshift import resshift_eta_schedule as resshift_eta_schedule
 from ._resshift import resshift_process as resshift_process
 from ._resshift import resshift_sample as resshift_sample
+from ._schedule import Schedule as Schedule
+from ._schedule import load_schedule as load_schedule
+from ._schedule import logits_from_timesteps as logits_from_timesteps
+from ._schedule import save_schedule as save_schedule
+from ._schedule import timesteps_from_logits as timesteps_from_logits

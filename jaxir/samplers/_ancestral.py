@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import predictions
 from .._utils import bcast, safe_sqrt
@@ -86,28 +87,29 @@ def _check_known(known, shape):
 
 
 def _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond, x_init,
-         clip_x0, save_every, checkpoint, known=None):
+         clip_x0, save_every, checkpoint, known=None, timesteps=None):
     shape = check_shape(shape, x_init)
     known = _check_known(known, shape)
     denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = time_grid(sde, num_steps, spacing)
+    ts, ts_next = time_grid(sde, num_steps, spacing, timesteps=timesteps)
     k_init, k_steps = jax.random.split(key)
     x = sde.prior_sample(k_init, shape) if x_init is None else x_init
     keys = jax.random.split(k_steps, len(ts))
 
     def step(carry, inp):
         (x,) = carry
-        t, s, k = inp
+        t, s, k, i = inp
         x0, eps = denoise(x, t, cond)
         x0c = _clip(x0, clip_x0)
         if x0c is not x0:  # keep (x̂0, ε̂) consistent after clipping
             eps = predictions.convert(x0c, x, t, sde, "x0", "eps")
-        x = update(k, x, t, s, x0c, eps)
+        x = update(k, x, t, s, x0c, eps, i)
         if known is not None:  # Palette: paste the clean known pixels after every step
             x = known[1] * known[0] + (1.0 - known[1]) * x
         return (x,)
 
-    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32), keys)
+    xs = (jnp.asarray(ts, jnp.float32), jnp.asarray(ts_next, jnp.float32), keys,
+          jnp.arange(len(ts)))
     (x,), traj = scan_steps(step, (x,), xs, save_every=save_every, checkpoint=checkpoint)
     return Samples(x, traj, len(ts), all_finite(x))
 
@@ -128,6 +130,7 @@ def ddpm_sample(
     save_every: int | None = None,
     checkpoint: bool | str = False,
     known=None,
+    timesteps=None,
 ) -> Samples:
     """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2), respaced as in improved-DDPM.
 
@@ -139,6 +142,7 @@ def ddpm_sample(
         shape: ``(B, ...)`` of the samples (or give ``x_init``).
         prediction: what ``model_fn`` predicts (see :mod:`jaxir.predictions`).
         num_steps: number of steps; default all ``N`` of a discrete SDE, else 1000.
+        spacing: the grid's respacing (:func:`~jaxir.samplers.time_grid`).
         variance: ``"fixed_small"`` (β̃, official default) or ``"fixed_large"`` (β).
         clip_x0: clip x̂_0 to [-1, 1] (the official default, ``True``), to a ``(lo, hi)``
             pair, or not at all (``False``; use this for non-image data).
@@ -152,6 +156,11 @@ def ddpm_sample(
             them there. This is Palette's inference for inpainting / uncropping (the official
             code pastes the *clean* known pixels, not noised ones, at every step); for
             Score-SDE's noised replacement use `jaxir.inverse` projection instead.
+        timesteps: an explicit descending grid ``(K,)`` in ``[t_min, T]`` instead of
+            ``num_steps``/``spacing`` (:func:`~jaxir.samplers.time_grid`; e.g. a learned one,
+            :func:`~jaxir.samplers.load_schedule`); the output is differentiable w.r.t. it.
+            Each step is the posterior ``q(x_s | x_t, x̂_0)`` between consecutive times, the
+            last one to ``t = 0``.
 
     Returns:
         :class:`~jaxir.samplers.Samples`.
@@ -166,16 +175,16 @@ def ddpm_sample(
         >>> out.x.shape
         (8, 2)
     """
-    if num_steps is None:
+    if num_steps is None and timesteps is None:
         num_steps = getattr(sde, "num_steps", 1000)
 
-    def update(k, x, t, s, x0, eps):
+    def update(k, x, t, s, x0, eps, i):
         return ddpm_step(sde, k, x, t, s, x0, variance)
 
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     return _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond,
-                x_init, clip_x0, save_every, checkpoint, known)
+                x_init, clip_x0, save_every, checkpoint, known, timesteps)
 
 
 def ddim_sample(
@@ -185,7 +194,7 @@ def ddim_sample(
     shape=None,
     *,
     prediction: str = "eps",
-    num_steps: int = 50,
+    num_steps: int | None = None,
     eta: float = 0.0,
     spacing: str | None = None,
     clip_x0=False,
@@ -194,16 +203,29 @@ def ddim_sample(
     save_every: int | None = None,
     checkpoint: bool | str = False,
     known=None,
+    timesteps=None,
 ) -> Samples:
     """DDIM sampling (Song, Meng & Ermon 2021, Eq. 12), deterministic for ``eta = 0``.
 
     Defaults follow the official DDIM code: 50 steps, η = 0, "leading" ("uniform") respacing
     for a discrete SDE, no x̂_0 clipping. With ``eta = 0`` the map from ``x_init`` to the
     output is deterministic and differentiable (``jax.grad`` through it works; use
-    ``checkpoint="sqrt"`` for long chains). Arguments as :func:`ddpm_sample`.
+    ``checkpoint="sqrt"`` for long chains), also with respect to ``timesteps`` (an explicit
+    grid instead of ``num_steps``/``spacing``, e.g. a learned few-step schedule) and ``eta``
+    (a scalar, or one η per step, shape ``(num_steps,)``). Arguments as :func:`ddpm_sample`;
+    ``num_steps`` defaults to 50.
     """
-    def update(k, x, t, s, x0, eps):
-        return ddim_step(sde, k, x, t, s, x0, eps, eta)
+    if num_steps is None and timesteps is None:
+        num_steps = 50
+    per_step = not isinstance(eta, (int, float)) and np.ndim(eta) > 0
+    if per_step:
+        k = num_steps if timesteps is None else int(np.shape(timesteps)[0])
+        if np.shape(eta) != (k,):
+            raise ValueError(f"eta must be a scalar or have shape (num_steps,) = ({k},), got "
+                             f"shape {np.shape(eta)}")
+
+    def update(k, x, t, s, x0, eps, i):
+        return ddim_step(sde, k, x, t, s, x0, eps, jnp.asarray(eta)[i] if per_step else eta)
 
     return _run(update, key, model_fn, sde, shape, prediction, num_steps, spacing, cond,
-                x_init, clip_x0, save_every, checkpoint, known)
+                x_init, clip_x0, save_every, checkpoint, known, timesteps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,18 +45,69 @@ def check_shape(shape, x_init=None):
     return shape
 
 
-def time_grid(sde: LinearSDE, num_steps: int, spacing: str | None = None):
+def check_timesteps(sde: LinearSDE, timesteps, num_steps: int | None = None):
+    """An explicit grid ``t_1 > t_2 > … > t_K`` as float32 ``(K,)``, checked.
+
+    Every ``t_k`` must lie in ``[t_lo, T]`` with ``t_lo = max(sde.t_min, 0)`` (the end of the
+    default grids) and ``t_k > 0``, and the times must strictly decrease: a clear
+    ``ValueError`` naming ``timesteps`` when the values are concrete; under ``jit`` / ``grad``
+    (traced values, e.g. a schedule being learned) the same check runs inside the program
+    (``equinox.error_if``: an error at run time, never a silent wrong grid). ``num_steps``,
+    if given, must equal ``K``.
+    """
+    ts = jnp.asarray(timesteps)
+    if not jnp.issubdtype(ts.dtype, jnp.floating) and not jnp.issubdtype(ts.dtype, jnp.integer):
+        raise ValueError(f"timesteps must be real numbers, got dtype {ts.dtype}")
+    ts = ts.astype(jnp.float32)
+    if ts.ndim != 1 or ts.shape[0] < 1:
+        raise ValueError(f"timesteps must be a 1-D array of K >= 1 times, got shape {ts.shape}")
+    if num_steps is not None and num_steps != ts.shape[0]:
+        raise ValueError(f"num_steps={num_steps!r} does not match the {ts.shape[0]} timesteps "
+                         "given; leave num_steps unset when giving timesteps")
+    lo, hi = max(float(sde.t_min), 0.0), float(sde.T)
+    what = (f"timesteps must be strictly decreasing within [t_min, T] = [{lo:g}, {hi:g}] of "
+            f"{type(sde).__name__} (and > 0)")
+    try:
+        vals = np.asarray(ts)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        vals = None
+    if vals is not None:
+        bad = (~np.isfinite(vals)) | (vals < np.float32(lo)) | (vals > np.float32(hi)) | (vals <= 0)
+        if bad.any():
+            raise ValueError(f"{what}; got {vals[bad][:3].tolist()} outside it")
+        if np.any(np.diff(vals) >= 0):
+            i = int(np.argmax(np.diff(vals) >= 0))
+            raise ValueError(f"{what}; got t[{i}] = {vals[i]:g} <= t[{i + 1}] = {vals[i + 1]:g}")
+        return ts
+    ok = (jnp.all(jnp.isfinite(ts)) & jnp.all(ts >= np.float32(lo)) & jnp.all(ts <= np.float32(hi))
+          & jnp.all(ts > 0) & jnp.all(ts[1:] < ts[:-1]))
+    return eqx.error_if(ts, ~ok, what)
+
+
+def time_grid(sde: LinearSDE, num_steps: int | None = None, spacing: str | None = None, *,
+              timesteps=None):
     """Descending times ``t_0 > … > t_{n−1}`` and the times each step moves to.
 
-    Returns numpy ``(ts, ts_next)``, each ``(num_steps,)``; ``ts_next[-1] = 0`` is the data
+    Returns ``(ts, ts_next)``, each ``(num_steps,)``; ``ts_next[-1] = 0`` is the data
     end (α = 1, σ = 0), so the last step of DDPM/DDIM outputs ``x̂_0``.
 
+    * ``timesteps``: an explicit grid (for example a learned one, see
+      :func:`~jaxir.samplers.load_schedule`) used as is, in float32 ``jnp`` (it may be traced:
+      samplers are differentiable with respect to it); checked by :func:`check_timesteps`.
+      ``spacing`` must then be unset and ``num_steps`` unset or equal to its length. On a
+      :class:`~jaxir.sdes.DiscreteVPSDE` the times need not sit on the integer grid: ``α(t)``
+      interpolates ``log ᾱ`` linearly between the chain's times, and on them it is the chain.
     * :class:`~jaxir.sdes.DiscreteVPSDE`: the respaced integer grid (``"leading"`` default,
       ``"trailing"``, ``"linspace"``), ``t = (i + 1)/N`` — the previous index is read off
-      the respaced grid, never computed as ``i − N//n``.
+      the respaced grid, never computed as ``i − N//n`` (numpy arrays).
     * other SDEs: ``"uniform"`` (default) ``linspace(T, t_min, n)`` or ``"quadratic"``
-      (DDIM's quadratic spacing in t).
+      (DDIM's quadratic spacing in t) (numpy arrays).
     """
+    if timesteps is not None:
+        if spacing is not None:
+            raise ValueError(f"give timesteps or spacing, not both (spacing={spacing!r})")
+        ts = check_timesteps(sde, timesteps, num_steps)
+        return ts, jnp.concatenate([ts[1:], jnp.zeros((1,), ts.dtype)])
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     if isinstance(sde, DiscreteVPSDE):

@@ -62,21 +62,30 @@ def dpm_solver_sample(
     shape=None,
     *,
     prediction: str = "eps",
-    num_steps: int = 20,
-    spacing: str = "logsnr",
+    num_steps: int | None = None,
+    spacing: str | None = None,
     clip_x0=False,
     cond=None,
     x_init=None,
     save_every: int | None = None,
     checkpoint: bool | str = False,
+    timesteps=None,
 ) -> Samples:
     """DPM-Solver++(2M) sampling: ``num_steps`` network evaluations, deterministic given ``x_T``.
 
-    ``key`` only draws ``x_T``. Arguments as :func:`~jaxir.samplers.ddim_sample`.
+    ``key`` only draws ``x_T``. Defaults: 20 steps, ``spacing="logsnr"``
+    (:func:`solver_time_grid`). ``timesteps``: an explicit descending grid ``(K,)`` instead
+    (:func:`~jaxir.samplers.time_grid`; the output is differentiable w.r.t. it), the last
+    step going to ``t = 0``. Other arguments as :func:`~jaxir.samplers.ddim_sample`.
     """
     shape = check_shape(shape, x_init)
     denoise = predictions.denoiser_from_model(model_fn, sde, prediction)
-    ts, ts_next = solver_time_grid(sde, num_steps, spacing)
+    if timesteps is not None:
+        ts, ts_next = time_grid(sde, num_steps, spacing, timesteps=timesteps)
+        num_steps = int(ts.shape[0])
+    else:
+        num_steps = 20 if num_steps is None else num_steps
+        ts, ts_next = solver_time_grid(sde, num_steps, spacing or "logsnr")
     x = sde.prior_sample(key, shape) if x_init is None else x_init
 
     def step(carry, inp):
