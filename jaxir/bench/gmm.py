@@ -241,9 +241,9 @@ METHODS = {
     "mcgdiff-128": _ddim_runner(mcgdiff_sample, num_particles=128, eta="eta"),
     # the official resampling (multinomial at every step), for comparison
     "mcgdiff-32-multinomial": _ddim_runner(mcgdiff_sample, num_particles=32, eta="eta",
-                                           resampling="multinomial"),
+                                           resampling="multinomial", resample_threshold=1.0),
     "mcgdiff-128-multinomial": _ddim_runner(mcgdiff_sample, num_particles=128, eta="eta",
-                                            resampling="multinomial"),
+                                            resampling="multinomial", resample_threshold=1.0),
 }
 DEFAULT_METHODS = ("ddrm", "dps", "pigdm", "ddnm", "mcgdiff-32", "mcgdiff-128")
 
