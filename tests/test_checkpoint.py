@@ -22,11 +22,11 @@ from jaxir.training import (
     Checkpointer,
     CheckpointError,
     TrainState,
-    abstract_state,
     load_config,
     override,
     train,
 )
+from jaxir.training._checkpoint import abstract_state
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 3  # save_every

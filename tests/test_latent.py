@@ -242,7 +242,7 @@ def test_autoencoder_kind_trains_through_the_trainer_and_exports(tmp_path):
 
     from jaxir.data import get_source, images_to_float
     from jaxir.training import DataConfig, load_config, train
-    from jaxir.training._config import validate
+    from jaxir.training._validate import validate
 
     base = load_config("autoencoder_photos")
     cfg = dataclasses.replace(base, model=TINY, steps=60, log_every=20, save_every=0,

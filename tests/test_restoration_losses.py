@@ -10,15 +10,9 @@ import pytest
 
 from jaxir import bridges
 from jaxir.sdes import MeanRevertingSDE
-from jaxir.training import (
-    RESTORATION_KINDS,
-    build_sde,
-    load_config,
-    make_degradation,
-    make_loss,
-)
-from jaxir.training._config import validate
-from jaxir.training._trainer import build_loss
+from jaxir.operators import make_degradation
+from jaxir.training import FAMILIES, build_loss, build_sde, load_config, make_loss
+from jaxir.training._validate import validate
 
 SHAPE = (8, 4, 4, 3)
 
@@ -93,7 +87,9 @@ def test_irsde_goub_l1_is_small_with_the_true_noise(kind):
     assert good < 0.03 * zero, (good, zero)
 
 
-CONFIGS = [f"{k}_photos" for k in RESTORATION_KINDS]
+# the families whose process is their own (not config.sde): SR3/Palette and latent diffusion
+# have their own tests
+CONFIGS = [f"{k}_photos" for k, f in FAMILIES.items() if not f.uses_sde]
 
 
 def _toy_model(param):
@@ -148,3 +144,55 @@ def test_config_trains_a_few_steps(name, tmp_path):
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=4))
     train(config, tmp_path / name, progress=False)
     assert (tmp_path / name / "metrics.jsonl").exists()
+
+
+# ---- the family registry ---------------------------------------------------------------------
+def test_family_options_defaults_are_their_loss_factories_defaults():
+    """Every family's options record has exactly the keyword options of its loss factory (those
+    a config may set: not the batch key nor ``degrade_fn``), with the same defaults; the
+    restoration samplers read the same record, so a model is sampled with what it learned."""
+    import dataclasses
+    import inspect
+
+    for name, family in FAMILIES.items():
+        fields = {f.name: f.default for f in dataclasses.fields(family.options)}
+        if family.factory is None:
+            continue
+        params = inspect.signature(family.factory).parameters
+        kw = {k: p.default for k, p in params.items()
+              if p.kind is p.KEYWORD_ONLY and k not in ("cond_key", "degrade_fn")}
+        assert fields == kw, (name, fields, kw)
+
+
+def test_configs_name_their_family_and_keep_loading_old_dict_options():
+    """The example configs name a registered family with a typed options record; a dict (an
+    older config file or ``config.json``, possibly without the defaults) converts to the same
+    record; the JSON round trip is exact; an unknown option or a bad value is refused naming
+    it; resuming an older workdir whose ``config.json`` omitted defaults is not a config
+    change."""
+    import dataclasses
+
+    from jaxir.training import LossConfig, config_from_dict, config_to_dict
+    from jaxir.training._workdir import resume_diffs
+
+    for name in [*CONFIGS, "sr3_photos", "palette_photos", "latent_photos"]:
+        cfg = load_config(name)
+        family = FAMILIES[cfg.loss.kind]
+        assert isinstance(cfg.loss.options, family.options)
+        assert config_from_dict(config_to_dict(cfg)) == cfg
+    cfg = load_config("irsde_photos")
+    old = config_to_dict(cfg)
+    old["loss"]["options"] = {"lam": 0.2, "T": 100}  # as written before the typed records
+    assert config_from_dict(old).loss.options == dataclasses.replace(cfg.loss.options,
+                                                                      input_mode="residual")
+    assert resume_diffs(old, config_to_dict(cfg)) == []
+    old["loss"]["options"]["lam"] = 0.3
+    assert [d[0] for d in resume_diffs(old, config_to_dict(cfg))] == ["loss.options.lam"]
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['lamda'\] for kind 'irsde'"):
+        LossConfig(kind="irsde", options={"lamda": 0.2})
+    with pytest.raises(ValueError, match="bridge must be 'vp' or 've'"):
+        LossConfig(kind="ddbm", options={"bridge": "vq"})
+    with pytest.raises(ValueError, match="not a learned-restoration family"):
+        from jaxir.training import get_family
+
+        get_family("denoising")

@@ -17,21 +17,23 @@ from jaxir import exact, predictions, schedules, sdes
 from jaxir.cli import add_sample_parser, add_train_parser
 from jaxir.models import UNet, UNetConfig, split_model
 from jaxir.training import (
-    DynamicLossScale,
     OptimConfig,
     TrainState,
     classifier_loss,
     conditional_loss,
     denoising_loss,
-    ema_decay_at,
-    ema_update,
-    init_loss_scale,
     make_apply_fn,
     make_loss,
     make_optimizer,
     make_train_step,
-    sample_time,
     score_matching_loss,
+)
+from jaxir.training._losses import sample_time
+from jaxir.training._state import (
+    DynamicLossScale,
+    ema_decay_at,
+    ema_update,
+    init_loss_scale,
     update_loss_scale,
 )
 
@@ -372,7 +374,7 @@ def test_fit_is_gradient_descent_on_the_shared_step():
     L(w) = mean((w x − 2x)²) with SGD(η): w_{n+1} = w_n − η · 2 mean(x²)(w_n − 2) exactly, the
     losses are L(w_n), and the EMA follows its formula; batches from an iterable or drawn on the
     device from a key."""
-    from jaxir.training._fit import fit
+    from jaxir.training import fit
 
     x = jnp.array([0.5, -1.0, 2.0])
     loss = lambda m, batch, key: (jnp.mean((m(batch, 0.0) - 2 * batch) ** 2), {})

@@ -7,6 +7,7 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, TrainConfig
+from jaxir.training.families import FlowOptions
 
 
 def get_config() -> TrainConfig:
@@ -15,5 +16,5 @@ def get_config() -> TrainConfig:
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32),
         loss=LossConfig(kind="flow", degradation="sr:4",
-                        options={"source_noise": 0.05, "condition": True}),
+                        options=FlowOptions(source_noise=0.05, condition=True)),
     )

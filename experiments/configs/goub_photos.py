@@ -8,6 +8,7 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, TrainConfig
+from jaxir.training.families import GOUBOptions
 
 
 def get_config() -> TrainConfig:
@@ -16,5 +17,5 @@ def get_config() -> TrainConfig:
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32, time_scale=10.0),
         loss=LossConfig(kind="goub", degradation="sr:4",
-                        options={"lam": 60 / 255, "T": 100, "eps": 0.005}),
+                        options=GOUBOptions(lam=60 / 255, T=100, eps=0.005)),
     )

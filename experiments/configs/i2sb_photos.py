@@ -7,6 +7,7 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, TrainConfig
+from jaxir.training.families import I2SBOptions
 
 
 def get_config() -> TrainConfig:
@@ -14,5 +15,5 @@ def get_config() -> TrainConfig:
         "i2sb_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, image_size=32),
         loss=LossConfig(kind="i2sb", degradation="sr:4",
-                        options={"beta_max": 0.3, "num_steps": 1000, "ot_ode": False}),
+                        options=I2SBOptions(beta_max=0.3, num_steps=1000, ot_ode=False)),
     )

@@ -9,6 +9,7 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, TrainConfig
+from jaxir.training.families import IRSDEOptions
 
 
 def get_config() -> TrainConfig:
@@ -17,5 +18,5 @@ def get_config() -> TrainConfig:
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32, time_scale=10.0),
         loss=LossConfig(kind="irsde", degradation="noise:0.2",
-                        options={"lam": 0.2, "T": 100, "eps": 0.005, "input_mode": "residual"}),
+                        options=IRSDEOptions(lam=0.2, T=100, eps=0.005, input_mode="residual")),
     )

@@ -17,6 +17,7 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, SDEConfig, TrainConfig
+from jaxir.training.families import LatentOptions
 
 
 def get_config() -> TrainConfig:
@@ -25,5 +26,5 @@ def get_config() -> TrainConfig:
         model=unet_config("tiny", in_channels=4, out_channels=4, cond_channels=3, image_size=8),
         sde=SDEConfig(name="ddpm_linear", num_train_steps=1000),
         loss=LossConfig(kind="latent", prediction="eps", degradation="sr:4",
-                        options={"autoencoder": "runs/ae_photos"}),
+                        options=LatentOptions(autoencoder="runs/ae_photos")),
     )

@@ -7,11 +7,13 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, TrainConfig
+from jaxir.training.families import RegressionOptions
 
 
 def get_config() -> TrainConfig:
     return photos32_config(
         "regression_photos",
         model=unet_config("tiny", in_channels=3, out_channels=3, image_size=32),
-        loss=LossConfig(kind="regression", degradation="sr:4", options={"norm": "l1"}),
+        loss=LossConfig(kind="regression", degradation="sr:4",
+                        options=RegressionOptions(norm="l1")),
     )

@@ -10,6 +10,7 @@ from _photos32 import photos32_config
 
 from jaxir.models import unet_config
 from jaxir.training import LossConfig, TrainConfig
+from jaxir.training.families import ResShiftOptions
 
 
 def get_config() -> TrainConfig:
@@ -18,8 +19,8 @@ def get_config() -> TrainConfig:
         model=unet_config("tiny", in_channels=3, out_channels=3, cond_channels=3,
                           image_size=32, time_scale=64.0),
         loss=LossConfig(kind="resshift", degradation="sr:4",
-                        options={"T": 15, "kappa": 2.0, "power": 0.3, "min_noise_level": 0.04,
-                                 "sqrt_eta_end": 0.99, "input_norm": "std",
-                                 "condition": True}),
+                        options=ResShiftOptions(T=15, kappa=2.0, power=0.3,
+                                                min_noise_level=0.04, sqrt_eta_end=0.99,
+                                                input_norm="std", condition=True)),
         lr=5e-5,
     )

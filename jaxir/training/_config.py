@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import math
 import sys
 import typing
 from pathlib import Path
@@ -39,7 +38,6 @@ __all__ = [
     "load_config",
     "override",
 ]
-
 
 
 class ConfigError(ValueError):
@@ -70,28 +68,24 @@ class SDEConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Which loss (a name of `jaxir.training.LOSSES`) and its options.
+    """Which loss and its options.
 
-    ``kind``: "denoising" (ε/x0/v matching), "dsm" (score matching), "conditional"
-    (SR3/Palette; needs ``degradation``), "classifier" (noisy classifier), "latent" (SRLDM:
-    ε matching on the latents of a pre-trained autoencoder, ``options={"autoencoder":
-    "ae.npz"}`` from `jaxir.latent.save_autoencoder`; the model is a U-Net on latents with
-    ``cond_channels`` = the image channels; ``"autoencoder"`` may also name the workdir of an
-    autoencoder run), "autoencoder" (latent stage 1: reconstruction of the images by an
-    `jaxir.models.AutoencoderConfig` model, options ``{"loss": "l1" | "mse",
-    "latent_weight": 1e-6}``, see `jaxir.latent.autoencoder_loss`; the run exports
-    ``workdir/autoencoder.npz`` when it ends). ``degradation`` makes the LQ condition on the
-    fly: "sr:F" (F×F block average, nearest upsampling back), "noise:S" (additive Gaussian
-    noise of std S in [-1, 1] units), "blur:S" (Gaussian blur of std S pixels), Palette's
-    "gray", "inpaint:P", "inpaint:box", "uncrop" and "jpeg:Q", joined by "+" (e.g.
-    "sr:F+noise:S"); see `jaxir.training.make_degradation`.
+    ``kind``: "denoising" (ε/x0/v matching), "dsm" (score matching), "classifier" (noisy
+    classifier), "autoencoder" (latent stage 1: reconstruction by an
+    `jaxir.models.AutoencoderConfig` model, options ``{"loss": "l1" | "mse", "latent_weight":
+    1e-6}``, see `jaxir.latent.autoencoder_loss`; the run exports ``workdir/autoencoder.npz``
+    when it ends), or a learned-restoration family of `jaxir.training.families`
+    ("conditional" for SR3/Palette, "irsde", "goub", "i2sb", "ddbm", "flow", "resshift",
+    "latent", "regression", or one registered with `register_family`).
+
+    ``options``: a family's options record (e.g. ``IRSDEOptions(lam=0.2)``) or a dict of its
+    fields (``{"lam": 0.2}``, as ``config.json`` stores it): converted to the record here,
+    unknown fields refused. ``degradation`` makes a family's LQ on the fly
+    (`jaxir.operators.make_degradation`): "sr:F", "blur:S", "noise:S", "gray", "inpaint:P",
+    "inpaint:box", "uncrop", "jpeg:Q", joined by "+" (e.g. "sr:4+noise:0.05").
+    ``prediction``, ``weighting``, ``time_sampling``, ``min_snr_gamma``, ``sigma_data``:
+    `jaxir.training.denoising_loss` (also SR3/Palette and latent diffusion);
     ``cond_drop_prob``: classifier-free-guidance dropout of the label / image condition.
-
-    Restoration kinds (`jaxir.training.RESTORATION_KINDS`): "irsde", "goub", "i2sb", "ddbm",
-    "flow", "resshift", and "regression" (the one-pass L1 baseline) — the degraded image (made by ``degradation``) is the process's end point; their
-    method options (e.g. ``{"lam": 30/255, "input_mode": "plain"}`` for IR-SDE,
-    ``{"beta_max": 1.0}`` for I2SB, ``{"bridge": "ve"}`` for DDBM, ``{"source_noise": 0.05}``
-    for flow) go in ``options``, passed to the loss factory as keywords.
     """
 
     kind: str = "denoising"
@@ -103,7 +97,14 @@ class LossConfig:
     sigma_data: float = 0.5
     cond_drop_prob: float = 0.0
     degradation: str | None = None
-    options: dict = dataclasses.field(default_factory=dict)
+    options: Any = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        from .families import FAMILIES
+
+        family = FAMILIES.get(self.kind)
+        if family is not None:
+            object.__setattr__(self, "options", family.parse_options(self.options))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,107 +348,3 @@ def build_sde(cfg: SDEConfig) -> LinearSDE:
         scale = 1000.0 / n  # keep the DDPM β range for other N (improved-DDPM convention)
         return DiscreteVPSDE(schedules.linear_beta_schedule(n, 1e-4 * scale, 0.02 * scale))
     return DiscreteVPSDE(schedules.cosine_beta_schedule(n))
-
-
-RESTORATION_KINDS = ("irsde", "goub", "i2sb", "ddbm", "flow", "resshift", "regression")
-"""Loss kinds whose process runs between the clean and the degraded image (and "regression",
-the one-pass L1 baseline): their options configure the loss, not ``config.sde``."""
-
-LEARNED_RESTORATION_KINDS = ("conditional", *RESTORATION_KINDS, "latent")
-"""Every kind trained on (LQ, HQ) pairs made by ``loss.degradation``: what
-`jaxir.restore.restore_learned` and ``jaxir sample --lq`` restore with."""
-
-
-def _validate_restoration(config: TrainConfig) -> None:
-    lc, kind = config.loss, config.loss.kind
-    if lc.degradation is None:
-        raise ValueError(f"loss.kind={kind!r} needs loss.degradation (e.g. 'sr:4', 'noise:0.2')")
-    if not isinstance(lc.options, dict):
-        raise ValueError(f"loss.options must be a dict, got {type(lc.options).__name__}")
-    conditioned = kind in ("irsde", "goub", "ddbm") or (
-        kind != "regression" and lc.options.get("condition", kind in ("flow", "resshift")))
-    want = config.model.in_channels if conditioned else 0
-    if config.model.cond_channels != want:
-        raise ValueError(f"loss.kind={kind!r} needs model.cond_channels == {want} "
-                         f"({'the degraded image is concatenated' if want else 'no condition'}),"
-                         f" got {config.model.cond_channels}")
-    if config.sample_every:
-        raise ValueError(f"sample_every > 0 is not supported for loss.kind={kind!r} (the "
-                         "trainer's preview sampler is DDIM); set it to 0 and sample with "
-                         "jaxir.samplers")
-
-
-def _validate_latent(config: TrainConfig) -> None:
-    lc = config.loss
-    if lc.degradation is None:
-        raise ValueError("loss.kind='latent' needs loss.degradation (e.g. 'sr:4')")
-    if not isinstance(lc.options, dict) or not lc.options.get("autoencoder"):
-        raise ValueError("loss.kind='latent' needs loss.options['autoencoder']: the .npz of a "
-                         "trained autoencoder (stage 1: jaxir.latent.train_autoencoder + "
-                         "save_autoencoder)")
-    unknown = sorted(set(lc.options) - {"autoencoder"})
-    if unknown:
-        raise ValueError(f"loss.kind='latent' takes only options['autoencoder'], got {unknown}")
-    if config.model.cond_channels < 1:
-        raise ValueError("loss.kind='latent' needs model.cond_channels = the image channels "
-                         "(the LQ at latent resolution is concatenated)")
-    if config.sample_every:
-        raise ValueError("sample_every > 0 is not supported for loss.kind='latent'; set it to 0 "
-                         "and restore with jaxir.restore.restore_learned")
-
-
-def _validate_autoencoder(config: TrainConfig) -> None:
-    lc = config.loss
-    if not isinstance(lc.options, dict):
-        raise ValueError(f"loss.options must be a dict, got {type(lc.options).__name__}")
-    unknown = sorted(set(lc.options) - {"loss", "latent_weight"})
-    if unknown:
-        raise ValueError(f"loss.kind='autoencoder' takes options 'loss' and 'latent_weight', "
-                         f"got {unknown}")
-    if lc.degradation is not None:
-        raise ValueError("loss.kind='autoencoder' reconstructs clean images; loss.degradation "
-                         f"must be None, got {lc.degradation!r}")
-    if config.sample_every:
-        raise ValueError("sample_every > 0 is not supported for loss.kind='autoencoder'; set it "
-                         "to 0 (the exported autoencoder.npz is the result)")
-
-
-def _check_positive(name, v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-
-
-def validate(config: TrainConfig) -> None:
-    """Cross-section checks that the dataclasses cannot do alone (raise `ValueError`)."""
-    _check_positive("steps", config.steps)
-    _check_positive("data.batch_size", config.data.batch_size)
-    for name in ("log_every", "save_every", "sample_every"):
-        v = getattr(config, name)
-        if not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-    if set(config.mesh) - {"data", "fsdp"}:
-        raise ValueError(f"mesh keys must be 'data' and 'fsdp', got {sorted(config.mesh)}")
-    is_clf = isinstance(config.model, ClassifierConfig)
-    if is_clf != (config.loss.kind == "classifier"):
-        raise ValueError("loss.kind='classifier' goes with a ClassifierConfig model and only "
-                         f"with one; got loss.kind={config.loss.kind!r} and "
-                         f"{type(config.model).__name__}")
-    is_ae = isinstance(config.model, AutoencoderConfig)
-    if is_ae != (config.loss.kind == "autoencoder"):
-        raise ValueError("loss.kind='autoencoder' goes with an AutoencoderConfig model and only "
-                         f"with one; got loss.kind={config.loss.kind!r} and "
-                         f"{type(config.model).__name__}")
-    if is_ae:
-        _validate_autoencoder(config)
-    if config.loss.kind in RESTORATION_KINDS:
-        _validate_restoration(config)
-    if config.loss.kind == "latent":
-        _validate_latent(config)
-    if config.loss.kind == "conditional":
-        if config.loss.degradation is None:
-            raise ValueError("loss.kind='conditional' needs loss.degradation (e.g. 'sr:4')")
-        if config.model.cond_channels != config.model.in_channels:
-            raise ValueError("a conditional model needs model.cond_channels == in_channels "
-                             f"(the LQ image), got {config.model.cond_channels}")
-    if not math.isfinite(config.optim.lr) or config.optim.lr <= 0:
-        raise ValueError(f"optim.lr must be positive, got {config.optim.lr}")

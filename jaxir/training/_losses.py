@@ -13,8 +13,8 @@ returns a function of this shape)::
 - ``key``: a `jax.random` key; the loss draws t, the noise and condition dropout from it.
 - ``loss``: a float32 scalar (the mean over the batch); ``aux``: a dict of scalar metrics.
 
-`LOSSES` maps names to factories (``make_loss(name, sde, **options)``) so configs and the CLI
-can pick one by name; a new loss is one more factory plus one entry.
+`LOSSES` maps the names of these factories to them, and `make_loss(name, sde, **options)`
+finds them and the learned-restoration families' factories (`jaxir.training.families`) by name.
 
 **Weightings** of the denoising losses are defined on the x̂0 error, as in Min-SNR
 (Hang et al. 2023, Sec. 3.2): with SNR = α²/σ², every prediction error is a multiple of the
@@ -343,15 +343,16 @@ LOSSES: dict[str, Callable[..., LossFn]] = {
 }
 """Loss factories by name: each is ``factory(sde, **options) -> loss_fn``."""
 
-# Restoration losses (IR-SDE, GOUB, I2SB, DDBM, flow matching) live in their own module; it
-# uses the batch helpers above, so it is imported here, after them.
-from ._restoration_losses import RESTORATION_LOSSES  # noqa: E402
-
-LOSSES.update(RESTORATION_LOSSES)
-
 
 def make_loss(name: str, sde: LinearSDE, **options) -> LossFn:
-    """``LOSSES[name](sde, **options)`` with a clear error for an unknown name."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    return LOSSES[name](sde, **options)
+    """``LOSSES[name](sde, **options)``, or the loss factory of the learned-restoration family
+    ``name`` (`jaxir.training.families`), with a clear error for an unknown name."""
+    from .families import FAMILIES
+
+    if name in LOSSES:
+        return LOSSES[name](sde, **options)
+    family = FAMILIES.get(name)
+    if family is None or family.factory is None:
+        known = sorted([*LOSSES, *(k for k, f in FAMILIES.items() if f.factory is not None)])
+        raise ValueError(f"unknown loss {name!r}; choose one of {known}")
+    return family.factory(sde, **options)
