@@ -244,3 +244,23 @@ def assert_discriminates(law: Law, wrong: dict, n: int, alpha: float = 1e-5, fac
     for name, w in wrong.items():
         dist = law_distance_in_se(law, w, n)
         assert dist > factor * thr, f"{name}: only {dist:.1f} s.e. from the law (need > {factor * thr:.1f})"
+
+
+# ---- added for the issue-16 samplers (tests/test_inverse_{daps,reddiff,pnpdm,enkg}.py) ------
+
+
+def dense_problem(seed: int = 0, d: int = 6, dy: int = 3, sigma_y: float = 0.1):
+    """A non-diagonal Gaussian prior on R^d and a dense ``dy × d`` operator: ``(μ, Σ, A, y)``.
+
+    ``μ ~ 0.5 N(0, I)``, ``Σ = L Lᵀ + 0.3 I`` with ``L ~ 0.6 N(0, 1)``, ``A ~ N(0, 1)/√d``
+    rounded to float32 (so jaxir's ``DenseMatrix`` holds the same matrix), ``y = A x* + σ_y ε``
+    with ``x*`` a prior draw, rounded to float32; all returned as float64 arrays.
+    """
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(size=d) * 0.5
+    L = rng.normal(size=(d, d)) * 0.6
+    Sig = L @ L.T + 0.3 * np.eye(d)
+    A = (rng.normal(size=(dy, d)) / np.sqrt(d)).astype(np.float32).astype(np.float64)
+    x_star = mu + np.linalg.cholesky(Sig) @ rng.normal(size=d)
+    y = (A @ x_star + sigma_y * rng.normal(size=dy)).astype(np.float32).astype(np.float64)
+    return mu, Sig, A, y

@@ -21,8 +21,6 @@ run ~5 s, mostly compilation).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,18 +37,8 @@ ALPHA = 1e-5
 FAR = 3.0
 
 
-@functools.lru_cache(maxsize=None)
 def dense_problem(sigma_y=0.1):
-    """R^6, non-diagonal prior, dense 3 × 6 A (float32 entries), y from a prior draw + noise."""
-    rng = np.random.default_rng(0)
-    d, dy = 6, 3
-    mu = rng.normal(size=d) * 0.5
-    L = rng.normal(size=(d, d)) * 0.6
-    Sig = L @ L.T + 0.3 * np.eye(d)
-    A = (rng.normal(size=(dy, d)) / np.sqrt(d)).astype(np.float32).astype(np.float64)
-    x_star = mu + np.linalg.cholesky(Sig) @ rng.normal(size=d)
-    y = (A @ x_star + sigma_y * rng.normal(size=dy)).astype(np.float32).astype(np.float64)
-    return mu, Sig, A, y
+    return oracle.dense_problem(0, 6, 3, sigma_y)
 
 
 def official_levels(n, smax, smin, rho=7):

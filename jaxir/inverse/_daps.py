@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ..samplers import Samples
-from ._driver import Piece, Sampler, sample
+from ._driver import Method, Piece, Sampler, sample
 
 
 # ---- the EDM (VE-σ) view of a model --------------------------------------------------------
@@ -200,7 +200,7 @@ def daps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, sigma_ma
             return jax.lax.fori_loop(0, ode_steps, body, x)
 
         def step(st, key):
-            sig, sig_next, k = st.t, st.s, st.state
+            sig, sig_next, k = st.t, st.s, st.index
             x0h = x0_hat(st.x, sig)
             eta = lr * (1.0 + (k / (n_levels + 1.0)) * (lr_min_ratio - 1.0))
             k_lgv, k_fwd = jax.random.split(key)
@@ -211,13 +211,10 @@ def daps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, sigma_ma
 
             x0y, _ = jax.lax.scan(langevin, x0h, jax.random.split(k_lgv, langevin_steps))
             x_next = x0y + sig_next * jax.random.normal(k_fwd, x0y.shape, x0y.dtype)
-            return st._replace(x_next=x_next, state=k + 1)
+            return st._replace(x_next=x_next)
 
-        def init(k, sig0):
-            return sig0 * jax.random.normal(k, p.shape)
+        return Sampler(Piece(step, True), init=lambda k: p.ts[0] * jax.random.normal(k, p.shape))
 
-        return Sampler(Piece(step, True), init=init, state=lambda k, x: jnp.zeros((), jnp.int32),
-                       grid=grid, num_steps=200)
-
-    out = sample(build, key, model_fn, sde, op, y, sigma_y, shape, name="daps_sample", **options)
+    out = sample(Method("daps_sample", build, num_steps=200, grid=grid), key, model_fn, sde, op,
+                 y, sigma_y, shape, **options)
     return out._replace(nfe=out.nfe * ode_steps)
