@@ -44,6 +44,8 @@ from ._mcg import NORMS as NORMS
 from ._mcg import mcg_sample as mcg_sample
 from ._pigdm import pigdm_sample as pigdm_sample
 from ._projection import projection_sample as projection_sample
+from ._reddiff import WEIGHTINGS as REDDIFF_WEIGHTINGS
+from ._reddiff import reddiff_sample as reddiff_sample
 from ._repaint import repaint_sample as repaint_sample
 from ._repaint import repaint_schedule as repaint_schedule
 from ._smc import RESAMPLING as RESAMPLING
