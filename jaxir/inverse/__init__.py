@@ -43,6 +43,7 @@ from ._ilvr import ilvr_sample as ilvr_sample
 from ._mcg import NORMS as NORMS
 from ._mcg import mcg_sample as mcg_sample
 from ._pigdm import pigdm_sample as pigdm_sample
+from ._pnpdm import pnpdm_sample as pnpdm_sample
 from ._projection import projection_sample as projection_sample
 from ._reddiff import WEIGHTINGS as REDDIFF_WEIGHTINGS
 from ._reddiff import reddiff_sample as reddiff_sample
