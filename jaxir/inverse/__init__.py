@@ -33,6 +33,7 @@ from ._driver import sample as sample
 from ._diffpir import SKIP_TYPES as SKIP_TYPES
 from ._diffpir import diffpir_sample as diffpir_sample
 from ._dps import dps_sample as dps_sample
+from ._enkg import enkg_sample as enkg_sample
 from ._gdp import GDP_SCALES as GDP_SCALES
 from ._gdp import GUIDANCES as GUIDANCES
 from ._gdp import gdp_sample as gdp_sample

@@ -94,13 +94,14 @@ def daps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, sigma_ma
     """DAPS: at each annealing level ς_k, x̂_0 by a short probability-flow ODE, Langevin on
     x_0 given y around it, then re-noising to the next level.
 
-    In VE coordinates (``x = x_0 + ς ε``), level ``k`` of ``n`` (Zhang et al. 2025, Alg. 1;
+    In VE coordinates (``x = x_0 + ς ε``), level ``k`` of ``n`` (Zhang et al. 2025;
     official ``zhangbingliang2019/DAPS`` ``sampler.py``, ``cores/mcmc.py``, ``cores/scheduler.py``):
 
     1. ``x̂_0``: Euler on the PF-ODE ``dx/dς = (x − D(x, ς))/ς`` over the ``ode_steps + 1``
        poly-ρ levels from ς_k down to ``ode_sigma_min`` (the ODE stops *at* 0.01, it does not
        jump to 0) — ``ode_steps`` network calls;
-    2. Langevin on ``x_0`` (paper Eq. 9 with ``r_t = ς_k``, ``prior_solver="gaussian"``), from
+    2. Langevin on ``x_0`` (the paper's ``p(x_0 | x_t) ≈ N(x̂_0, r_t² I)`` with ``r_t = ς_k``,
+       official ``prior_solver="gaussian"``), from
        ``x_0 = x̂_0``, ``langevin_steps`` times, ``ε ~ N(0, I)`` fresh::
 
            x_0 ← x_0 + η_k [−∇‖A(x_0) − y‖²/τ² + (x̂_0 − x_0)/ς_k²] + √(2η_k) ε,

@@ -37,7 +37,7 @@ def pnpdm_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, rho: float =
                  mode: str = "sde", **options) -> Samples:
     """PnP-DM: alternate an exact likelihood step and a diffusion "denoise from ρ_k" prior step.
 
-    Split Gibbs on ``π(x, z) ∝ p(x) N(z; x, ρ² I) N(y; A z, σ_y² I)`` (Wu et al. 2024, Alg. 1;
+    Split Gibbs on ``π(x, z) ∝ p(x) N(z; x, ρ² I) N(y; A z, σ_y² I)`` (Wu et al. 2024;
     official ``zihuiwu/PnP-DM-public``, ``pnpdm/samplers/pnp_edm/``), iteration ``k``:
 
     1. likelihood step (``LinearSVDOperator.proximal_generator``): ``z ~ N(C(Aᵀy/σ_y² +
@@ -47,7 +47,7 @@ def pnpdm_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, rho: float =
     2. prior step (``Denoiser_EDM``, ``mode="sde"``): ``z`` is taken as a noisy image at level
        ``ς_{i₀}``, the first of the EDM levels ``ς_0 = 80 > … > ς_{99} = 0.002 > ς_{100} = 0``
        *below* ρ_k (the official code starts there, not at ρ_k), and Euler–Maruyama on the
-       reverse SDE runs to 0 (Karras et al. 2022, Eq. 6 with ``β = 1``)::
+       reverse SDE runs to 0 (the EDM reverse SDE with β = 1, as ``Denoiser_EDM``)::
 
            x ← x + (ς_{i+1} − ς_i) · 2 (x − D(x, ς_i))/ς_i + √(2 ς_i (ς_i − ς_{i+1})) ε,
 

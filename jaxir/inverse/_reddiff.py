@@ -49,7 +49,7 @@ def reddiff_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, lr: f
     """RED-diff: fit ``μ`` by an optimiser on a data term plus a denoising regulariser, with t
     descending.
 
-    The variational objective (Mardani et al. 2024, Eqs. 10–12; official NVlabs ``RED-diff``
+    The variational objective (Mardani et al. 2024; official NVlabs ``RED-diff``
     ``algos/reddiff.py`` with ``awd=True``, ``sigma_x0 = 0``) at each grid time ``t`` (high
     to low), with ``ε ~ N(0, I)`` fresh and ``x_t = α_t μ + σ_t ε``::
 
