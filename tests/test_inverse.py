@@ -19,7 +19,7 @@ import numpy as np
 import oracle
 import pytest
 
-from jaxir import exact, schedules, sdes
+from jaxir import exact, samplers, schedules, sdes
 from jaxir.bench import gmm
 from jaxir.inverse import (
     ddnm_sample,
@@ -243,3 +243,43 @@ def test_readme_method_has_its_own_exact_law():
                                              gamma=gamma, num_steps=20))(jax.random.key(3))
     assert out.nfe == 20 and bool(out.finite)
     oracle.assert_law(np.asarray(out.x), law, "landweber_sample")
+
+
+def test_driver_gradients_options_and_grids():
+    """What every method gets from the driver (DDRM, n = 5 steps, B = 4):
+
+    * ``jax.grad`` w.r.t. ``y``: with a Gaussian prior and a fixed key DDRM's output is affine
+      in ``y``, so ``f(y + e_j) − f(y)`` is exactly ``∂f/∂y_j`` up to float32 rounding, each
+      evaluation within ``n K u Σ|w x|`` (K = 2d + 20 roundings, u = 2⁻²⁴); the gradient with
+      ``checkpoint="sqrt"`` is the same (recomputation only) within ``n K u max|g|``;
+    * ``timesteps`` equal to the default grid gives the default run's draws (within
+      ``n K u max|x|``: the two runs sit in one compilation with the gradients, which XLA
+      fuses differently);
+    * an unknown option is a ``TypeError`` naming the method. One compilation."""
+    prior, op, y, _ = _problem(0.2)
+    mf = prior.model_fn(SDE)
+    n, b, u, K = 5, 4, 2.0**-24, 2 * D + 20
+    w = jax.random.normal(jax.random.key(7), (b, D))
+
+    ts, _ = samplers.time_grid(SDE, n)
+
+    def f(yy, **kw):
+        x = ddrm_sample(jax.random.key(1), mf, SDE, op, yy, 0.2, (b, D), **{"num_steps": n, **kw}).x
+        return jnp.sum(w * x), x
+
+    @jax.jit
+    def ddrm_runs(yy):
+        g, x = jax.grad(f, has_aux=True)(yy)
+        g_sqrt, _ = jax.grad(lambda v: f(v, checkpoint="sqrt"), has_aux=True)(yy)
+        fy = jax.vmap(lambda v: f(v)[0])(yy + jnp.concatenate([jnp.zeros((1, DY)), jnp.eye(DY)]))
+        x_ts = f(yy, num_steps=None, timesteps=jnp.asarray(ts))[1]
+        return g, g_sqrt, x, fy[1:] - fy[0], x_ts
+
+    g, g_sqrt, x, diff, x_ts = ddrm_runs(y)
+    tol = 2 * n * K * u * float(jnp.sum(jnp.abs(w * x)))
+    assert float(jnp.max(jnp.abs(g))) > 100 * tol  # a gradient that does not vanish
+    np.testing.assert_allclose(diff, g, rtol=0, atol=tol)
+    np.testing.assert_allclose(g_sqrt, g, rtol=0, atol=n * K * u * float(jnp.max(jnp.abs(g))))
+    np.testing.assert_allclose(x_ts, x, rtol=0, atol=n * K * u * float(jnp.max(jnp.abs(x))))
+    with pytest.raises(TypeError, match="dps_sample.*num_step"):
+        dps_sample(jax.random.key(4), mf, SDE, op, y, None, (b, D), num_step=n)

@@ -1,13 +1,31 @@
 """Training-free posterior samplers and guidance (layer 7).
 
 Every sampler takes ``key, model_fn, sde, op, y, sigma_y`` and a shape or ``x_init``, uses an
-unconditional ``model_fn`` and a degradation from :mod:`jaxir.operators`, runs as one
-``lax.scan``, and returns :class:`jaxir.samplers.Samples`. Defaults are the official ones
-(see each docstring for where the official code and the paper differ).
+unconditional ``model_fn`` and a degradation from :mod:`jaxir.operators`, and returns
+:class:`jaxir.samplers.Samples`. Defaults are the official ones (see each docstring for where
+the official code and the paper differ).
 
 - DPS, ΠGDM, DDRM, DDNM / DDNM+ (time travel), MCGdiff (particles; exact as they grow);
 - projection / replacement, ILVR, MCG, RePaint, GDP (x_t / x̂0, learned degradation), DiffPIR;
 - classifier and classifier-free guidance as ``model_fn`` transformations for every sampler.
+
+All of them run on one driver, :func:`sample`: a :class:`Method` builds a reverse step from
+:class:`Piece` s — a base step (:func:`ddpm`, :func:`ddim`) after :func:`denoise`, composed by
+:func:`chain` with corrections (:func:`guide`, :func:`replace`, :func:`correct`) — and the
+driver checks shapes, batches ``y``, builds the grid, splits the keys and runs one
+``lax.scan``. Every sampler therefore takes the keyword :data:`OPTIONS` (``prediction``,
+``num_steps``, ``spacing``, ``timesteps``, ``cond``, ``x_init``, ``save_every``,
+``checkpoint``). README, "Add a posterior sampler", writes a new method as one function.
+
+The examples in the samplers' docstrings start from this small problem (a standard normal
+prior on R⁴, its first two coordinates observed)::
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxir import exact, operators, schedules, sdes
+    >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
+    >>> model_fn = exact.Gaussian(jnp.zeros(4), jnp.eye(4)).model_fn(sde)
+    >>> op = operators.Inpainting(jnp.array([1.0, 1.0, 0.0, 0.0]))
+    >>> y, key = jnp.array([0.5, -0.5, 0.0, 0.0]), jax.random.key(0)
 """
 
 from ._common import x0_and_vjp as x0_and_vjp
@@ -52,3 +70,52 @@ from ._repaint import repaint_sample as repaint_sample
 from ._repaint import repaint_schedule as repaint_schedule
 from ._smc import RESAMPLING as RESAMPLING
 from ._smc import mcgdiff_sample as mcgdiff_sample
+
+__all__ = [
+    # posterior samplers: key, model_fn, sde, op, y, sigma_y, shape, **options
+    "daps_sample",
+    "ddnm_sample",
+    "ddrm_sample",
+    "diffpir_sample",
+    "dps_sample",
+    "enkg_sample",
+    "gdp_sample",
+    "ilvr_sample",
+    "mcg_sample",
+    "mcgdiff_sample",
+    "pigdm_sample",
+    "pnpdm_sample",
+    "projection_sample",
+    "reddiff_sample",
+    "repaint_sample",
+    # their schedules and choices
+    "GDP_SCALES",
+    "GUIDANCES",
+    "NORMS",
+    "REDDIFF_WEIGHTINGS",
+    "RESAMPLING",
+    "SKIP_TYPES",
+    "UPSAMPLINGS",
+    "repaint_schedule",
+    "time_travel_schedule",
+    # guidance: model_fn transformations for every sampler
+    "classifier_free_guidance",
+    "classifier_guidance",
+    # the driver: a new method as one short function
+    "Method",
+    "OPTIONS",
+    "Piece",
+    "Problem",
+    "Sampler",
+    "Step",
+    "chain",
+    "correct",
+    "ddim",
+    "ddpm",
+    "denoise",
+    "guide",
+    "observed_replacer",
+    "replace",
+    "sample",
+    "x0_and_vjp",
+]

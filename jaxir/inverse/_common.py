@@ -56,6 +56,27 @@ def batch_y(op, y, batch: int, who: str):
     )
 
 
+def check_shapes(name, op, shape, x_init, y):
+    """``(B, *x_shape)`` and ``y`` batched (:func:`check_x_shape`, :func:`batch_y`); for an
+    elementwise ``op`` (``x_shape`` None) or none, ``y`` has the shape of one ``x`` or of the batch."""
+    if op is not None and op.x_shape is not None:
+        shape = check_x_shape(op, shape, x_init, name)
+        return shape, batch_y(op, y, shape[0], name)
+    if x_init is not None:
+        shape = tuple(jax.numpy.shape(x_init))
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"{name}: give shape=(B, *x_shape) or x_init")
+    shape = tuple(int(d) for d in shape)
+    y_b = jax.numpy.asarray(y)
+    if y_b.shape == shape[1:]:
+        return shape, jax.numpy.broadcast_to(y_b, shape)
+    if y_b.shape != shape:
+        raise ValueError(f"{name}: with no operator shapes (an elementwise op, or none as with "
+                         f"learn_degradation) y must have shape x_shape = {shape[1:]} or "
+                         f"(B, *x_shape) = {shape}, got {y_b.shape}")
+    return shape, y_b
+
+
 def vmapped(op, name: str):
     """``jax.vmap`` of the single-example method ``op.<name>`` over a leading batch axis."""
     return jax.vmap(getattr(op, name))

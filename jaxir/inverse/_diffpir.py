@@ -127,16 +127,10 @@ def diffpir_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, zeta: floa
     Returns:
         :class:`~jaxir.samplers.Samples`.
 
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from jaxir import exact, operators, schedules, sdes
-        >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
-        >>> prior = exact.Gaussian(jnp.zeros(3), jnp.eye(3))
-        >>> op = operators.DenseMatrix(jnp.array([[1.0, 1.0, 0.0]]))
-        >>> out = diffpir_sample(jax.random.key(0), prior.model_fn(sde), sde, op, jnp.ones(1),
-        ...                      0.05, (4, 3), num_steps=20, clip_x0=False)
-        >>> out.x.shape
-        (4, 3)
+    Example (the setup of :mod:`jaxir.inverse`):
+        >>> out = diffpir_sample(key, model_fn, sde, op, y, 0.05, (4, 4), num_steps=20, clip_x0=False)
+        >>> out.nfe, bool(out.finite)
+        (20, True)
     """
     who = "diffpir_sample"
     if skip_type not in SKIP_TYPES:

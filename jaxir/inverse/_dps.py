@@ -51,16 +51,11 @@ def dps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, zeta: flo
     Returns:
         :class:`~jaxir.samplers.Samples` (``nfe`` counts forward passes; each has one VJP).
 
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from jaxir import exact, schedules, sdes, operators
-        >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
-        >>> prior = exact.Gaussian(jnp.zeros(3), jnp.eye(3))
-        >>> op = operators.DenseMatrix(jnp.array([[1.0, 0.0, 0.0]]))
-        >>> out = dps_sample(jax.random.key(0), prior.model_fn(sde), sde, op, jnp.ones(1), 0.1,
-        ...                  (4, 3), num_steps=50, clip_x0=False)
-        >>> out.x.shape
-        (4, 3)
+    Example (the setup of :mod:`jaxir.inverse`):
+        >>> out = dps_sample(key, model_fn, sde, op, y, 0.05, (8, 4), num_steps=50, zeta=0.3,
+        ...                  clip_x0=False)
+        >>> out.x.shape, out.nfe
+        ((8, 4), 50)
     """
     if variance not in VARIANCES:
         raise ValueError(f"dps_sample: variance must be one of {VARIANCES}, got {variance!r}")

@@ -51,14 +51,7 @@ import numpy as np
 from .. import predictions
 from .._utils import bcast
 from ..samplers import Samples, ddim_step, ddpm_step, scan_steps, time_grid
-from ._common import (
-    batch_y,
-    check_x_shape,
-    clip_x0,
-    replace_observed,
-    spectral_y,
-    x0_and_vjp,
-)
+from ._common import check_shapes, clip_x0, replace_observed, spectral_y, x0_and_vjp
 
 
 class Problem(NamedTuple):
@@ -304,32 +297,15 @@ class _Options(NamedTuple):
 OPTIONS = _Options._fields
 
 
-def _shapes(name, op, shape, x_init, y):
-    """``(B, *x_shape)`` and ``y`` batched; without operator shapes ``y`` has the shape of x."""
-    if op is not None and op.x_shape is not None:
-        shape = check_x_shape(op, shape, x_init, name)
-        return shape, batch_y(op, y, shape[0], name)
-    if x_init is not None:
-        shape = tuple(jnp.shape(x_init))
-    if shape is None or len(shape) < 2:
-        raise ValueError(f"{name}: give shape=(B, *x_shape) or x_init")
-    shape = tuple(int(d) for d in shape)
-    y_b = jnp.asarray(y)
-    if y_b.shape == shape[1:]:
-        return shape, jnp.broadcast_to(y_b, shape)
-    if y_b.shape != shape:
-        raise ValueError(f"{name}: with no operator shapes (an elementwise op, or none as with "
-                         f"learn_degradation) y must have shape x_shape = {shape[1:]} or "
-                         f"(B, *x_shape) = {shape}, got {y_b.shape}")
-    return shape, y_b
-
-
-def _grid(m, sde, num_steps, spacing, timesteps):
-    if timesteps is not None:
-        return time_grid(sde, num_steps, spacing, timesteps=timesteps)
+def _grid(m, sde, o):
+    """The time grid: ``timesteps`` as given, else the method's grid or ``time_grid``."""
+    if o.timesteps is not None:
+        return time_grid(sde, o.num_steps, o.spacing, timesteps=o.timesteps)
+    n = o.num_steps if o.num_steps is not None else m.num_steps
+    n = getattr(sde, "num_steps", 1000) if n is None else n
     if m.grid is not None:
-        return m.grid(sde, num_steps)
-    return time_grid(sde, num_steps, spacing or m.spacing)
+        return m.grid(sde, n)
+    return time_grid(sde, n, o.spacing or m.spacing)
 
 
 def sample(method: Method, key, model_fn, sde, op, y, sigma_y=None, shape=None,
@@ -362,11 +338,8 @@ def sample(method: Method, key, model_fn, sde, op, y, sigma_y=None, shape=None,
     if unknown:
         raise TypeError(f"{name}() got an unexpected keyword argument {unknown[0]!r}")
     o = _Options(**options)
-    shape, y_b = _shapes(name, op, shape, o.x_init, y)
-    n = o.num_steps if o.num_steps is not None else m.num_steps
-    if n is None:
-        n = getattr(sde, "num_steps", 1000)
-    grid = tuple(jnp.asarray(v, jnp.float32) for v in _grid(m, sde, n, o.spacing, o.timesteps))
+    shape, y_b = check_shapes(name, op, shape, o.x_init, y)
+    grid = tuple(jnp.asarray(v, jnp.float32) for v in _grid(m, sde, o))
     p = Problem(name, model_fn, sde, op, y_b, sigma_y, shape, *grid, o.prediction, o.cond)
     sampler = m.build(p)
     ts, ts_next, up = *grid, None

@@ -95,15 +95,9 @@ def gdp_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, scale,
         :class:`~jaxir.samplers.Samples`; ``extras = {"f": (B,), "M": (B, *mask)}`` when the
         degradation is learned, else None.
 
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from jaxir import exact, operators, schedules, sdes
-        >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
-        >>> prior = exact.Gaussian(jnp.zeros(4), jnp.eye(4))
-        >>> op = operators.Inpainting(jnp.array([1.0, 1.0, 0.0, 0.0]))
-        >>> out = gdp_sample(jax.random.key(0), prior.model_fn(sde), sde, op, jnp.ones(4), 0.0,
-        ...                  (2, 4), scale=0.1, num_steps=100, clip_x0=False)
-        >>> out.x.shape
+    Example (the setup of :mod:`jaxir.inverse`):
+        >>> gdp_sample(key, model_fn, sde, op, y, 0.0, (2, 4), scale=0.1, num_steps=100,
+        ...            clip_x0=False).x.shape
         (2, 4)
     """
     who = "gdp_sample"

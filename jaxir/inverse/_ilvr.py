@@ -55,16 +55,12 @@ def ilvr_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, t_stop: 
     Returns:
         :class:`~jaxir.samplers.Samples`.
 
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from jaxir import exact, operators, schedules, sdes
-        >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
-        >>> op = operators.SuperResolution((4, 4, 1), 2)
-        >>> prior = exact.Gaussian(jnp.zeros(16), jnp.eye(16))
-        >>> mf = lambda x, t, c: prior.model_fn(sde)(x.reshape(-1, 16), t).reshape(x.shape)
-        >>> out = ilvr_sample(jax.random.key(0), mf, sde, op, jnp.zeros((2, 2, 1)), 0.0,
-        ...                   (3, 4, 4, 1), num_steps=50, clip_x0=False)
-        >>> out.x.shape
+    Example (``sde``, ``key`` as in :mod:`jaxir.inverse`; a prior over 4×4 grey images):
+        >>> from jaxir import images
+        >>> prior = images.ImagePrior(exact.Gaussian(jnp.zeros(16), jnp.eye(16)), (4, 4, 1))
+        >>> sr = operators.SuperResolution((4, 4, 1), 2)
+        >>> ilvr_sample(key, prior.model_fn(sde), sde, sr, jnp.zeros((2, 2, 1)), 0.0,
+        ...             (3, 4, 4, 1), num_steps=50, clip_x0=False).x.shape
         (3, 4, 4, 1)
     """
     who = "ilvr_sample"

@@ -50,15 +50,9 @@ def projection_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, et
     Returns:
         :class:`~jaxir.samplers.Samples`.
 
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from jaxir import exact, operators, schedules, sdes
-        >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
-        >>> prior = exact.Gaussian(jnp.zeros(4), jnp.eye(4))
-        >>> op = operators.Inpainting(jnp.array([1.0, 1.0, 0.0, 0.0]))
-        >>> out = projection_sample(jax.random.key(0), prior.model_fn(sde), sde, op,
-        ...                         jnp.array([0.5, -0.5, 0.0, 0.0]), 0.0, (8, 4),
-        ...                         num_steps=100, clip_x0=False)
+    Example (the setup of :mod:`jaxir.inverse`):
+        >>> out = projection_sample(key, model_fn, sde, op, y, 0.0, (8, 4), num_steps=100,
+        ...                         clip_x0=False)
         >>> out.x[:, :2].tolist()[0]
         [0.5, -0.5]
     """

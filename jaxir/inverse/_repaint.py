@@ -46,9 +46,8 @@ def repaint_schedule(num_steps: int = 250, jump_length: int = 10, jump_n_sample:
     return np.asarray(walk, np.int64)
 
 
-def repaint_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, num_steps: int = 250,
-                   jump_length: int = 10, jump_n_sample: int = 10, clip_x0=True,
-                   **options) -> Samples:
+def repaint_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, jump_length: int = 10,
+                   jump_n_sample: int = 10, clip_x0=True, **options) -> Samples:
     """RePaint (Lugmayr et al. 2022, Alg. 1 with the jump schedule of Sec. 4.2).
 
     A DDPM chain respaced to ``num_steps`` levels ``t_{n−1} > … > t_0`` (``t_{−1} = 0``) is
@@ -85,7 +84,7 @@ def repaint_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, num_s
         y: ``op.y_shape`` (shared by the batch) or ``(B, *op.y_shape)``.
         sigma_y: unused.
         shape: ``(B, *op.x_shape)``, or give ``x_init`` (the state at the top level).
-        num_steps, jump_length, jump_n_sample: the schedule (:func:`repaint_schedule`);
+        jump_length, jump_n_sample: with ``num_steps`` the schedule (:func:`repaint_schedule`);
             ``jump_n_sample = 1`` is plain replacement (no resampling).
         clip_x0: ``True``, ``(lo, hi)`` or ``False``.
         **options: :data:`~jaxir.inverse.OPTIONS` (``num_steps`` default 250, ``spacing``
@@ -94,17 +93,11 @@ def repaint_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, num_s
     Returns:
         :class:`~jaxir.samplers.Samples` (``nfe``: reverse steps = model calls per sample).
 
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from jaxir import exact, operators, schedules, sdes
-        >>> sde = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
-        >>> prior = exact.Gaussian(jnp.zeros(4), jnp.eye(4))
-        >>> op = operators.Inpainting(jnp.array([1.0, 0.0, 1.0, 0.0]))
-        >>> out = repaint_sample(jax.random.key(0), prior.model_fn(sde), sde, op,
-        ...                      jnp.array([1.0, 0.0, -1.0, 0.0]), 0.0, (8, 4),
-        ...                      num_steps=20, jump_length=5, jump_n_sample=2, clip_x0=False)
-        >>> out.x.shape, out.nfe
-        ((8, 4), 35)
+    Example (the setup of :mod:`jaxir.inverse`):
+        >>> out = repaint_sample(key, model_fn, sde, op, y, 0.0, (8, 4), num_steps=20,
+        ...                      jump_length=5, jump_n_sample=2, clip_x0=False)
+        >>> out.nfe  # 20 reverse steps, and 15 more after the jumps back up
+        35
     """
     require_svd(op, "repaint_sample")
 
@@ -124,8 +117,7 @@ def repaint_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, num_s
         return Sampler(chain(replace(p, before=True), denoise(p, clip_x0), ddpm(p)),
                        up=Piece(undo, draws=True), finish=finish)
 
-    method = Method("repaint_sample", build, keys=("init", "steps", "finish"),
+    method = Method("repaint_sample", build, num_steps=250, keys=("init", "steps", "finish"),
                     walk=lambda n: repaint_schedule(n, jump_length, jump_n_sample),
                     spacing="linspace" if hasattr(sde, "num_steps") else None)
-    return sample(method, key, model_fn, sde, op, y, sigma_y, shape, num_steps=num_steps,
-                  **options)
+    return sample(method, key, model_fn, sde, op, y, sigma_y, shape, **options)
