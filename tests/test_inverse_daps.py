@@ -180,3 +180,15 @@ def test_bad_arguments(kw, match):
     op = operators.DenseMatrix(jnp.eye(3)[:1])
     with pytest.raises(ValueError, match=match):
         daps_sample(jax.random.key(0), g.model_fn(SDE), SDE, op, jnp.ones(1), None, (2, 3), **kw)
+
+
+@pytest.mark.parametrize("method", ["daps", "reddiff", "pnpdm", "enkg"])
+def test_gmm_benchmark_runs_the_issue16_methods(method):
+    """``jaxir bench gmm --methods <name>`` path: each runs on padded problems (dy = 1 padded
+    to 2 rows), finite, with a distance row per (dy, problem)."""
+    from jaxir.bench import gmm
+
+    rows = gmm.run_gmm_benchmark(dim=4, dys=(1, 2), num_problems=1, methods=[method],
+                                 num_samples=32, num_reference=200, num_projections=10,
+                                 num_steps=10)
+    assert len(rows) == 2 and all(r["finite"] and np.isfinite(r["sw"]) for r in rows)

@@ -37,10 +37,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..inverse._daps import daps_sample
 from ..inverse._ddnm import ddnm_sample
 from ..inverse._ddrm import ddrm_sample
 from ..inverse._dps import dps_sample
+from ..inverse._enkg import enkg_sample
 from ..inverse._pigdm import pigdm_sample
+from ..inverse._pnpdm import pnpdm_sample
+from ..inverse._reddiff import reddiff_sample
 from ..inverse._smc import mcgdiff_sample
 from ..metrics import mean_ci, sliced_wasserstein
 from ..operators import DenseMatrix
@@ -230,6 +234,20 @@ def _ddim_runner(fn, **kw):
     return run
 
 
+def _own_runner(fn, steps=True, **kw):
+    """Methods with their own step rule: ``num_steps`` = the setting's step count (or the
+    method's official default when ``steps`` is False); η does not apply. A value of ``kw``
+    may be ``f(problem)``."""
+    def run(key, problem, sde, n, num_steps, eta):
+        op = DenseMatrix(problem.A)
+        extra = {k: (v(problem) if callable(v) else v) for k, v in kw.items()}
+        if steps:
+            extra["num_steps"] = num_steps
+        return fn(key, gmm_model_fn(problem, sde), sde, op, problem.y, problem.sigma_y,
+                  (n, problem.A.shape[1]), **extra).x
+    return run
+
+
 # name -> run(key, problem, sde, n, num_steps, eta) -> (n, d). "eta" marks the setting's DDIM η.
 METHODS = {
     # DDRM keeps its own official η = 0.85, η_b = 1 (as the authors' script: etaA = .85, etaB = 1)
@@ -244,6 +262,17 @@ METHODS = {
                                            resampling="multinomial", resample_threshold=1.0),
     "mcgdiff-128-multinomial": _ddim_runner(mcgdiff_sample, num_particles=128, eta="eta",
                                             resampling="multinomial", resample_threshold=1.0),
+    # issue 16 (none uses η). DAPS: the setting's steps as annealing levels, one PF-ODE step
+    # each (NFE = steps), official Langevin (100 steps, lr 1e-4), τ = √2 σ_y (the measurement's
+    # own likelihood). RED-diff: steps on the leading grid (NFE = steps); its data mean counts
+    # A's nonzero rows (padding adds none). PnP-DM: official defaults (100 iterations, 3,573
+    # NFE) in every setting. EnKG: the setting's steps as EDM levels, the batch as the ensemble
+    # (NFE 126 for 20 steps, 2,364 for 100).
+    "daps": _own_runner(daps_sample, ode_steps=1, tau=None),
+    "reddiff": _own_runner(reddiff_sample, spacing="leading",
+                           num_observed=lambda p: jnp.sum(jnp.any(p.A != 0, axis=1))),
+    "pnpdm": _own_runner(pnpdm_sample, steps=False),
+    "enkg": _own_runner(enkg_sample),
 }
 DEFAULT_METHODS = ("ddrm", "dps", "pigdm", "ddnm", "mcgdiff-32", "mcgdiff-128")
 

@@ -65,6 +65,15 @@ def edm_levels(sigma_max, sigma_min, n: int, rho: float = 7.0):
     return (hi + r * (lo - hi)) ** rho
 
 
+def not_positive(v) -> bool:
+    """True when ``v`` is concrete and not > 0 (a traced value, e.g. a benchmark's σ_y inside
+    ``jit``, is not checked)."""
+    try:
+        return v is None or not float(v) > 0
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return False
+
+
 def check_sigma_max(sde, sigma_max, who: str):
     """``ValueError`` when ``sigma_max`` exceeds the SDE's largest VE level ``ς(T)`` (checked
     only when the SDE is concrete)."""
@@ -164,16 +173,16 @@ def daps_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *, sigma_ma
         ((4, 3), 50)
     """
     if tau is None:
-        if sigma_y is None or not float(sigma_y) > 0:
+        if not_positive(sigma_y):
             raise ValueError(f"daps_sample: tau=None needs sigma_y > 0, got sigma_y={sigma_y!r}")
-        tau = float(sigma_y) * 2.0**0.5
+        tau = sigma_y * 2.0**0.5
     for name, v in (("ode_steps", ode_steps), ("langevin_steps", langevin_steps)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"daps_sample: {name} must be a positive int, got {v!r}")
     if not 0.0 < float(ode_sigma_min) < float(sigma_min) <= float(sigma_max):
         raise ValueError("daps_sample: need 0 < ode_sigma_min < sigma_min <= sigma_max, got "
                          f"{ode_sigma_min}, {sigma_min}, {sigma_max}")
-    if not float(tau) > 0 or not float(lr) > 0:
+    if not_positive(tau) or not_positive(lr):
         raise ValueError(f"daps_sample: tau and lr must be > 0, got tau={tau}, lr={lr}")
     if options.get("timesteps") is not None:
         raise ValueError("daps_sample: timesteps is not supported; DAPS sets its own levels "

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from ..samplers import Samples
 from ._common import pad_to, require_svd
-from ._daps import time_of_sigma
+from ._daps import not_positive, time_of_sigma
 from ._driver import Method, Piece, Sampler, sample
 
 MODES = ("sde", "ode")
@@ -87,7 +87,7 @@ def pnpdm_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, rho: float =
         :class:`~jaxir.samplers.Samples` (``nfe`` as above).
     """
     require_svd(op, "pnpdm_sample")
-    if sigma_y is None or not float(sigma_y) > 0:
+    if not_positive(sigma_y):
         raise ValueError(f"pnpdm_sample: sigma_y must be > 0 (the likelihood step divides by "
                          f"it), got {sigma_y!r}")
     if mode not in MODES:
@@ -108,7 +108,7 @@ def pnpdm_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, rho: float =
     # i₀(ρ): the first level strictly below ρ (the official torch.nonzero(σ < η).min())
     starts = np.array([int(np.argmax(lv < r)) for r in rhos])
     lam, noisy = (2.0, True) if mode == "sde" else (1.0, False)
-    sy = float(sigma_y)
+    sy = sigma_y
 
     def grid(sde_, n):  # the ρ_k stand in for the driver's times; step reads them
         return rhos, np.concatenate([rhos[1:], [0.0]])
