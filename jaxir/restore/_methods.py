@@ -100,6 +100,50 @@ def _diffpir(key, prior, op, y, sigma_y, task, steps):
                                   prediction=prior.prediction, num_steps=steps)
 
 
+
+def _daps(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
+    return inverse.daps_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
+                               prediction=prior.prediction, num_steps=steps)
+
+
+def _reddiff(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
+    return inverse.reddiff_sample(key, prior.model_fn, prior.sde, op, y, sigma_y, _shape(op, y),
+                                  prediction=prior.prediction, num_steps=steps)
+
+
+def _pnpdm(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
+    return inverse.pnpdm_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
+                                _shape(op, y), prediction=prior.prediction, num_steps=steps)
+
+
+#: EnKG's ensemble per patch here (the official 1,024 particles are far beyond a CPU).
+ENKG_PARTICLES = 4
+
+
+def _enkg(key, prior, op, y, sigma_y, task, steps):
+    import jax
+    import jax.numpy as jnp
+
+    from .. import inverse
+    from ..inverse._enkg import enkg_plan
+    from ..samplers import Samples
+
+    def one(k, yi):  # one ensemble per patch; its mean is the estimate
+        return jnp.mean(inverse.enkg_sample(k, prior.model_fn, prior.sde, op, yi, None,
+                                            (ENKG_PARTICLES, *op.x_shape),
+                                            prediction=prior.prediction, num_steps=steps).x, 0)
+
+    x = jax.vmap(one)(jax.random.split(key, y.shape[0]), y)
+    g, m, _ = enkg_plan(steps)
+    nfe = ENKG_PARTICLES * (steps + 2 * int(np.sum(m[g])))
+    return Samples(x, None, nfe, jnp.all(jnp.isfinite(x)))
+
 # ---- classical baselines (numpy in [-1, 1], one whole image) ----
 
 def _pinv(y, task: Task, mask):
@@ -184,6 +228,14 @@ METHODS: dict[str, Method] = {
                "GDP-x0 (Fei et al. 2023): official scale per task, rescaled to the patch size"),
         Method("diffpir", "diffusion", _ALL, 100, _diffpir,
                "DiffPIR (Zhu et al. 2023): ζ = 0.1, λ = 7 (deepinv defaults)"),
+        Method("daps", "diffusion", _ALL, 200, _daps,
+               "DAPS (Zhang et al. 2025): 200 annealing levels × 5 ODE steps, Langevin, τ = 0.01"),
+        Method("reddiff", "diffusion", _ALL, 1000, _reddiff,
+               "RED-diff (Mardani et al. 2024): Adam lr 0.1, λ = 0.25, from A⁺y"),
+        Method("pnpdm", "diffusion", _ALL, 100, _pnpdm,
+               "PnP-DM (Wu et al. 2024): split Gibbs, EDM SDE prior step, ρ 10 → 0.3"),
+        Method("enkg", "diffusion", _ALL, 20, _enkg,
+               "EnKG (Zheng et al. 2024): derivative-free; mean of 4 particles, 20 steps (CPU)"),
         Method("pinv", "classical", _ALL, None, _wrap(_pinv),
                "the degraded input A⁺y (nearest upsampling for sr4, holes at 0 for inpaint)"),
         Method("bicubic", "classical", ("sr4",), None, _wrap(_upsample(3)), "bicubic upsampling"),
