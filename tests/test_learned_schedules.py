@@ -23,7 +23,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxir import exact, samplers, schedules, sdes
+from jaxir import exact, inverse, operators, samplers, schedules, sdes
 
 EPS32 = float(np.finfo(np.float32).eps)
 S = 0.5  # prior std of the 1-D oracle
@@ -33,6 +33,8 @@ DDPM = sdes.DiscreteVPSDE(schedules.linear_beta_schedule(1000))
 # log ᾱ (a cumulative sum) has a slope per segment accurate to a few ulp (on the 1000-step
 # chain a segment's slope, 0.016, is the difference of two sums of size ~6 in float32)
 SHORT = sdes.DiscreteVPSDE(np.linspace(0.05, 0.5, 10))
+OP = operators.DenseMatrix(jnp.array([[1.0, 0.5]]))
+Y_OBS = jnp.array([0.3])
 
 
 def _alpha(sde, t):
@@ -68,7 +70,8 @@ def _c_ddim(sde, ts):
 
 
 def test_timesteps_reproduce_the_default_grids():
-    """Passing a sampler's own default grid as ``timesteps`` gives bit-identical samples."""
+    """Passing a sampler's own default grid as ``timesteps`` gives bit-identical samples
+    (DDIM, DDPM, DPM-Solver++, and DDRM through the posterior samplers' driver)."""
     prior = exact.Gaussian(jnp.array([1.0, -1.0]), 0.5 * jnp.eye(2))
     mf = prior.model_fn(DDPM)
     x = jax.random.normal(jax.random.key(0), (8, 2))
@@ -83,6 +86,10 @@ def test_timesteps_reproduce_the_default_grids():
          samplers.ddpm_sample(key, mf, DDPM, x_init=x, timesteps=ts, clip_x0=False)),
         (samplers.dpm_solver_sample(key, mf, DDPM, x_init=x, num_steps=7),
          samplers.dpm_solver_sample(key, mf, DDPM, x_init=x, timesteps=tsd)),
+        # the posterior samplers' driver builds its grid with the same time_grid
+        (inverse.ddrm_sample(key, mf, DDPM, OP, Y_OBS, 0.1, (8, 2), num_steps=10,
+                             spacing="trailing"),
+         inverse.ddrm_sample(key, mf, DDPM, OP, Y_OBS, 0.1, (8, 2), timesteps=ts)),
     ]
     for a, b in pairs:
         np.testing.assert_array_equal(a.x, b.x)
