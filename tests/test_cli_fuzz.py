@@ -1,5 +1,5 @@
 """Bad input to every subcommand: exit code != 0, exactly one ``jaxir: error: ...`` line on
-stderr (the whole of stderr), no traceback, and no file created or modified.
+stderr (the whole of stderr), nothing on stdout, no traceback, and no file created or modified.
 
 Each case runs ``jaxir.cli.main`` in-process (argparse errors raise ``SystemExit(2)``) inside a
 workspace folder that is also the working directory, so default outputs (``jaxir-demo/``,
@@ -235,20 +235,27 @@ def test_enough_cases_over_every_subcommand():
 
 
 def _run(argv, capsys) -> tuple[int, str]:
+    code, _, err = _run_both(argv, capsys)
+    return code, err
+
+
+def _run_both(argv, capsys) -> tuple[int, str, str]:
     try:
         code = main(argv)
     except SystemExit as e:  # argparse
         code = e.code
-    return code, capsys.readouterr().err
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
 
 
 @pytest.mark.parametrize("name,argv,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line(name, argv, fragment, ws, capsys, monkeypatch):
     monkeypatch.chdir(ws)
     before = _snapshot(ws)
-    code, err = _run(argv, capsys)
+    code, out, err = _run_both(argv, capsys)
     lines = err.splitlines()
     assert code not in (0, None), (name, err)
+    assert out == "", (name, out)  # no header, note or progress before the error
     assert "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("jaxir: error: "), err
     assert "unexpected" not in lines[0], lines[0]
