@@ -558,3 +558,44 @@ def test_merge_results_keeps_old_rows_and_replaces_reruns(tmp_path):
     assert "| ddrm (mean of 8) | 2 |" in md and "| 160 | 1.00 |" in md
     with pytest.raises(ValueError, match="cannot merge"):
         restore.merge_results(back, rows("ddrm", 3, 26.0))
+
+
+def test_outputs_are_written_atomically(tmp_path, monkeypatch):
+    """A write that fails half-way (disk full, interrupted) leaves the existing image, table or
+    report as it was and no temporary file behind: save_image, write_results, Report.write."""
+    from PIL import Image
+
+    from jaxir.report import Report
+    from jaxir.restore import save_image
+
+    img = tmp_path / "out.png"
+    save_image(img, np.zeros((8, 8, 3)))
+    rows = [{"method": "pinv", "image": i, "psnr": 20.0 + i, "ssim": 0.5, "consistency": 0.1,
+             "nfe": None, "seconds": 1.0} for i in range(2)]
+    csv_path, md_path = restore.write_results(rows, tmp_path, "ev")
+    rep = Report("t").write(tmp_path / "report.html")
+    before = {p: p.read_bytes() for p in (img, csv_path, md_path, rep)}
+
+    def half_then_fail(self, fp, *a, **k):  # PIL: some bytes, then an error
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(img, np.ones((8, 8, 3)))
+    monkeypatch.undo()
+
+    real = Path.write_text
+
+    def text_half_then_fail(self, data, *a, **k):
+        real(self, data[: len(data) // 2], *a, **k)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", text_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        restore.write_results(rows[::-1], tmp_path, "ev")
+    with pytest.raises(OSError, match="disk full"):
+        Report("other").write(rep)
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import jax
 import numpy as np
 
 from .. import metrics
-from ._io import from_uint8
+from ._io import atomic_write_text, from_uint8
 from ._methods import get_method
 from ._restore import restore_images
 from ._tasks import degrade_images, get_task
@@ -190,16 +191,17 @@ def merge_results(old: list[dict], new: list[dict]) -> list[dict]:
 
 
 def write_results(rows: list[dict], out_dir, stem: str) -> tuple[Path, Path]:
-    """``<stem>.csv`` (every row) and ``<stem>.md`` (the summary table) in ``out_dir``."""
+    """``<stem>.csv`` (every row) and ``<stem>.md`` (the summary table) in ``out_dir``, each
+    written atomically (an existing table is replaced whole or not at all)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
-    with open(csv_path, "w", newline="") as fh:
-        fields = list(dict.fromkeys(["method", "image", *COLUMNS, "nfe", "seconds",
-                                     *(k for r in rows for k in r)]))
-        wr = csv.DictWriter(fh, fieldnames=fields)
-        wr.writeheader()
-        wr.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in fields}
-                      for r in rows])
-    md_path.write_text(markdown_table(summarize(rows)) + "\n")
+    fh = io.StringIO(newline="")
+    fields = list(dict.fromkeys(["method", "image", *COLUMNS, "nfe", "seconds",
+                                 *(k for r in rows for k in r)]))
+    wr = csv.DictWriter(fh, fieldnames=fields)
+    wr.writeheader()
+    wr.writerows([{k: ("" if r.get(k) is None else r.get(k)) for k in fields} for r in rows])
+    md = markdown_table(summarize(rows)) + "\n"  # computed before anything is written
+    atomic_write_text(csv_path, fh.getvalue())
+    atomic_write_text(md_path, md)
     return csv_path, md_path

@@ -159,6 +159,21 @@ def _atomic_save(pil_image, path: Path) -> Path:
     return path
 
 
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it over
+    ``path``: an error or an interruption leaves an existing ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def save_image(path, x) -> Path:
     """Write ``(H, W, C)`` in [-1, 1] (C = 1: grayscale, C = 3: RGB) as an 8-bit PNG (or the
     suffix's format), atomically (:func:`_atomic_save`)."""
