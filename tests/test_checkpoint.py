@@ -271,3 +271,48 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(tmp_path):
     ck.save(target._replace(step=jnp.asarray(2)))
     ck.close()
     assert Checkpointer(d).all_steps() == [1, 2]
+
+
+def test_a_tree_layout_checkpoint_resumes_on_the_flat_step(runs, tmp_path):
+    """Checkpoints hold the tree layout (one array per parameter, optimizer moment and EMA
+    entry), whatever layout the step runs on. A checkpoint written from a tree-layout state
+    after 3 steps of the per-leaf step (what the trainer ran and saved before the flat layout)
+    resumes in `train`, which steps on the flat layout, and the run ends where the
+    uninterrupted run A ends (A ran all 12 steps on the flat layout). Tolerance: the layouts
+    differ only in the order of the clip's global-norm sum (tests/test_training.py's flat-layout
+    test), i.e. by a uniform relative change δ ≤ γ_P of the clipped gradient, and AdamW's
+    update m̂/(√v̂ + ε) is invariant to a uniform scale of the gradients up to ε; what remains
+    is rounding of the parameters' own arithmetic (a few ulp per step, ~1e-6 relative over 12
+    steps), within rtol 1e-5 / atol 1e-6·max|w|. A resume from the wrong step, data position
+    or optimizer moments is off by O(lr) = 1e-3 per coordinate, 1000 times the tolerance."""
+    from jaxir.data import DataLoader, get_source
+    from jaxir.training import (
+        build_loss,
+        build_sde,
+        config_to_dict,
+        init_train_state,
+        make_apply_fn,
+        make_mesh,
+        make_train_step,
+    )
+
+    cfg = load_config(str(runs["base"] / "cfg.py"))
+    graphdef, state, _, tx, schedule = init_train_state(cfg, make_mesh(1, 1))
+    step = jax.jit(make_train_step(build_loss(cfg, build_sde(cfg.sde)), make_apply_fn(graphdef),
+                                   tx, ema_decay=cfg.optim.ema_decay, lr_schedule=schedule))
+    loader = DataLoader(get_source("digits", size=8), cfg.data.batch_size, seed=cfg.seed,
+                        prefetch=0)
+    for _ in range(3):
+        state, _ = step(state, {"image": jnp.asarray(next(loader)["image"])})
+    wd = tmp_path / "old"
+    ck = Checkpointer(wd / "checkpoints")
+    ck.save(state, data_state=loader.state, config=config_to_dict(cfg))
+    ck.close()
+    loader.close()
+    final = train(cfg, wd, progress=False)
+    assert int(final.step) == STEPS
+    want = _final(runs["a"])
+    got = [np.asarray(x) for x in jax.tree.leaves(final)]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * max(np.abs(w).max(), 1.0))

@@ -25,7 +25,7 @@ import jax, jax.numpy as jnp, numpy as np
 from jaxir.models import UNetConfig
 from jaxir.training import (DataConfig, OptimConfig, TrainConfig, batch_sharding, build_loss,
     build_sde, global_batch, init_train_state, jit_train_step, make_apply_fn, make_mesh,
-    make_train_step)
+    make_train_step, step_layout, tree_shardings)
 from jaxir.data import DataLoader, get_source
 
 CFG = TrainConfig(
@@ -35,10 +35,17 @@ CFG = TrainConfig(
     data=DataConfig(source="digits", image_size=8, batch_size=16), steps=10,
     fsdp_min_size=256)
 
-def run(mesh, steps=2, process_index=0, process_count=1):
-    graphdef, state, shardings, tx, sched = init_train_state(CFG, mesh)
+def run(mesh, steps=2, process_index=0, process_count=1, flat=True):
+    """``steps`` train steps as `train` takes them (the flat layout unless fsdp > 1, or the
+    tree layout with flat=False); the state comes back in the tree layout, and the layout."""
+    graphdef, state, tree_sh, tx, sched = init_train_state(CFG, mesh)
+    layout = None
+    if flat:
+        state, shardings, layout = step_layout(state, tx, mesh, CFG.fsdp_min_size)
+    else:
+        shardings = tree_sh
     step = make_train_step(build_loss(CFG, build_sde(CFG.sde)), make_apply_fn(graphdef), tx,
-                           ema_decay=CFG.optim.ema_decay)
+                           ema_decay=CFG.optim.ema_decay, layout=layout)
     bsh = batch_sharding(mesh)
     step = jit_train_step(step, shardings, bsh)
     loader = DataLoader(get_source("digits", size=8), 16, seed=0, process_index=process_index,
@@ -47,7 +54,9 @@ def run(mesh, steps=2, process_index=0, process_count=1):
     for _ in range(steps):
         state, m = step(state, global_batch({"image": next(loader)["image"]}, bsh))
         losses.append(float(m["loss"]))
-    return state, losses
+    if layout is not None:
+        state = jax.jit(layout.to_tree, out_shardings=tree_sh)(state)
+    return state, losses, layout is not None
 
 def host(tree):  # full value of every (possibly sharded / multi-host) leaf
     if jax.process_count() == 1:
@@ -60,16 +69,18 @@ def host(tree):  # full value of every (possibly sharded / multi-host) leaf
 
 SHARDED = COMMON + r'''
 assert len(jax.devices()) == 8, jax.devices()
-ref, ref_losses = run(make_mesh(1, 1, devices=jax.devices()[:1]))
-out = {"ref_losses": ref_losses}
+one = make_mesh(1, 1, devices=jax.devices()[:1])
+ref, ref_losses, ref_flat = run(one)
+tree, tree_losses, _ = run(one, flat=False)
+out = {"ref_losses": ref_losses, "ref_flat": ref_flat, "tree_losses": tree_losses,
+       "tree_max_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(host(tree), host(ref)))}
 for name, (d, f) in {"data8": (8, 1), "data4_fsdp2": (4, 2)}.items():
-    st, losses = run(make_mesh(d, f))
+    st, losses, is_flat = run(make_mesh(d, f))
     diffs = [float(np.max(np.abs(a - b))) for a, b in zip(host(st), host(ref))]
-    specs = {}
     flat = jax.tree_util.tree_flatten_with_path(st.params)[0]
     big = max(flat, key=lambda kv: kv[1].size)
     mu = jax.tree.leaves(st.opt_state[1][0].mu)
-    out[name] = {"losses": losses, "max_diff": max(diffs),
+    out[name] = {"losses": losses, "max_diff": max(diffs), "flat": is_flat,
                  "big_leaf": jax.tree_util.keystr(big[0]), "big_shape": list(big[1].shape),
                  "big_spec": str(big[1].sharding.spec),
                  "big_shard_shape": list(big[1].addressable_shards[0].data.shape),
@@ -85,7 +96,7 @@ coord, pid = sys.argv[1], int(sys.argv[2])
 initialize_distributed(coord, 2, pid)
 print("INIT_OK", flush=True)
 assert jax.process_count() == 2 and len(jax.devices()) == 2, (jax.process_count(), jax.devices())
-st, losses = run(make_mesh(2, 1), process_index=jax.process_index(), process_count=2)
+st, losses, _ = run(make_mesh(2, 1), process_index=jax.process_index(), process_count=2)
 leaves = host(st.params)
 print("RESULT" + json.dumps({"pid": pid, "losses": losses,
                              "checksum": float(sum(np.sum(np.abs(x)) for x in leaves)),
@@ -94,7 +105,7 @@ jax.distributed.shutdown()
 '''
 
 SINGLE_2DEV = COMMON + r'''
-st, losses = run(make_mesh(2, 1))
+st, losses, _ = run(make_mesh(2, 1))
 leaves = host(st.params)
 print("RESULT" + json.dumps({"losses": losses,
                              "checksum": float(sum(np.sum(np.abs(x)) for x in leaves))}))
@@ -159,10 +170,18 @@ def test_make_mesh_errors():
 
 
 def test_sharded_step_equals_single_device():
+    """Data parallelism (8 devices; the flat layout) and FSDP (4 x 2; the tree layout, kernels
+    split over "fsdp") give one device's result, and on one device the flat layout gives the
+    tree layout's (both within float32 rounding of a reordered sum: the gradient norm of the
+    clipping is one sum over all parameters in the flat layout, a sum of per-leaf sums in the
+    tree layout)."""
     r = subprocess.run([sys.executable, "-c", SHARDED], cwd=ROOT, env=_env(8),
                        capture_output=True, text=True, timeout=300)
     out = _result(r.stdout)
     assert out is not None, r.stderr[-3000:]
+    assert out["ref_flat"] and out["data8"]["flat"] and not out["data4_fsdp2"]["flat"]
+    assert out["tree_max_diff"] < 1e-5
+    assert out["tree_losses"] == pytest.approx(out["ref_losses"], rel=1e-5, abs=1e-6)
     for name in ("data8", "data4_fsdp2"):
         res = out[name]
         assert res["max_diff"] < 1e-5, (name, res)

@@ -369,6 +369,76 @@ def test_cli_train_then_sample(tmp_path):
 
 
 # ---- the shared step -------------------------------------------------------------------------
+def test_flat_layout_round_trip_and_step_equal_the_tree_layout(small_setup):
+    """`FlatLayout`: to_tree(to_flat(state)) is the state exactly (every leaf, the AdamW moments
+    included). Two steps on the flat layout (clip by global norm 1, momentum SGD, EMA) equal two
+    on the tree layout within a derived float32 bound.
+
+    The bound: the network's gradient of every leaf is the same computation in both layouts (a
+    slice's transpose is a concatenation: no arithmetic), and the optimizer and EMA do the same
+    elementwise arithmetic per coordinate; what is summed in another order is the clip's global
+    norm, N² = Σ g² over all P parameters (one sum of the vector against a sum of per-leaf
+    sums). A float32 sum of P non-negative terms in any order is within γ_P = Pu/(1 − Pu) of the
+    exact sum (u = 2⁻²⁴), so the two clip scales c/N differ by δ ≤ γ_P + 4u (each √ and the
+    division one more rounding, both layouts). Every clipped gradient coordinate has
+    |s·g_i| ≤ c = 1, so after k momentum steps |Δp_i| ≤ η δ Σ_{j≤k} Σ_{l≤j} β^(j−l) =
+    η δ (2 + β) for k = 2 (η = 0.05, β = 0.9), the momentum |Δm_i| ≤ δ (1 + β), the EMA (a
+    convex combination of parameters) |Δ| ≤ the parameters' bound; plus 4 roundings of the
+    entry per step (momentum, update, EMA). Step 1's metrics come from the same parameters:
+    the loss equal to 2u, the reported gradient norm (the same reordered sum) to γ_P/2 + 2u. The bound is checked to be < 1/100 of one step's change of the parameters,
+    so a skipped, repeated or misplaced update cannot pass. (Under Adam, coordinates whose
+    gradient is a cancelling sum at the rounding level are normalised to O(lr) updates whose
+    sign is rounding noise, so no useful bound exists; hence momentum SGD, which carries
+    rounding through linearly.) On the CPU the two trajectories are in fact bitwise equal."""
+    from jaxir.training import FlatLayout
+
+    loss_fn, apply_fn, _, state, batch = small_setup
+    adamw, _ = make_optimizer(OptimConfig(lr=3e-3, warmup_steps=0, grad_clip=1.0), 100)
+    layout = FlatLayout.of(state.params, adamw)
+    flat = jax.jit(layout.to_flat)(state)
+    assert flat.params.shape == (layout.size,) and flat.ema_params.shape == (layout.size,)
+    assert layout.size == sum(x.size for x in jax.tree.leaves(state.params))
+    back = jax.jit(layout.to_tree)(flat)
+    assert jax.tree.structure(back) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert FlatLayout.of({"w": jnp.zeros(3, jnp.bfloat16)}, adamw) is None  # not float32
+
+    eta, beta, clip = 0.05, 0.9, 1.0
+    tx = optax.chain(optax.clip_by_global_norm(clip), optax.sgd(eta, momentum=beta))
+    state = state._replace(opt_state=tx.init(state.params))
+    layout = FlatLayout.of(state.params, tx)
+    steps = {lay: jax.jit(make_train_step(loss_fn, apply_fn, tx, ema_decay=0.9, layout=lay))
+             for lay in (None, layout)}
+    u = 2.0**-24
+    gamma = layout.size * u / (1 - layout.size * u)
+    delta = gamma + 4 * u
+    s_tree, s_flat, p_prev = state, jax.jit(layout.to_flat)(state), None
+    for k in range(2):
+        p_prev = s_tree.params
+        s_tree, m_tree = steps[None](s_tree, batch)
+        s_flat, m_flat = steps[layout](s_flat, batch)
+        if k == 0:  # the same parameters: the loss equal, the gradient norm within its sum's
+            for key in m_tree:
+                rtol = gamma / 2 + 2 * u if key == "grad_norm" else 2 * u
+                np.testing.assert_allclose(float(m_flat[key]), float(m_tree[key]), rtol=rtol)
+    got = jax.jit(layout.to_tree)(s_flat)
+
+    def vec(tree):
+        return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+    p_bound = eta * delta * (2 + beta) * clip
+    one_step = np.abs(vec(s_tree.params) - vec(p_prev)).max()
+    assert p_bound < one_step / 100, (p_bound, one_step)
+    for name, bound in (("params", p_bound), ("ema_params", p_bound)):
+        want = vec(getattr(s_tree, name))
+        err = np.abs(vec(getattr(got, name)) - want)
+        assert np.all(err <= bound + 8 * u * np.abs(want)), (name, err.max(), bound)
+    mu_want = vec(s_tree.opt_state[1][0].trace)
+    mu_err = np.abs(vec(got.opt_state[1][0].trace) - mu_want)
+    assert np.all(mu_err <= delta * (1 + beta) * clip + 4 * u * np.abs(mu_want)), mu_err.max()
+
+
 def test_fit_is_gradient_descent_on_the_shared_step():
     """`fit` (the in-memory loop of the autoencoder, latent U-Net and FID feature net) on
     L(w) = mean((w x − 2x)²) with SGD(η): w_{n+1} = w_n − η · 2 mean(x²)(w_n − 2) exactly, the

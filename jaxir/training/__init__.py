@@ -14,7 +14,9 @@
   sde)` is a config's.
 - The step: `TrainState`, `make_optimizer`, `make_update` (the step's body, shared by every
   model), `make_train_step` (pure) / `jit_train_step` (sharded, donating), `make_apply_fn`,
-  `init_train_state`; `fit` trains on data in memory with the same step.
+  `init_train_state`, `FlatLayout` / `step_layout` (parameters, moments and EMA as single
+  vectors: the trainer's layout without FSDP); `fit` trains on data in memory with the same
+  step.
 - Sharding and multi-host: `make_mesh`, `batch_sharding`, `tree_shardings`, `param_spec`,
   `global_batch`, `initialize_distributed`.
 """
@@ -37,6 +39,8 @@ from ._config import load_config as load_config
 from ._config import override as override
 from ._fit import FitResult as FitResult
 from ._fit import fit as fit
+from ._layout import FlatLayout as FlatLayout
+from ._layout import step_layout as step_layout
 from ._losses import LOSSES as LOSSES
 from ._losses import LossFn as LossFn
 from ._losses import classifier_loss as classifier_loss
@@ -89,6 +93,7 @@ __all__ = [
     "DataConfig",
     "Family",
     "FitResult",
+    "FlatLayout",
     "LossConfig",
     "LossFn",
     "OptimConfig",
@@ -132,6 +137,7 @@ __all__ = [
     "sample_workdir",
     "save_image_grid",
     "score_matching_loss",
+    "step_layout",
     "train",
     "tree_shardings",
 ]

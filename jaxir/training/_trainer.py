@@ -6,8 +6,10 @@ What lands in ``workdir``: ``config.json``, ``checkpoints/STEP/`` (orbax), ``met
 Running `train` again on the same workdir resumes from the latest checkpoint: same state,
 same data stream, so an interrupted run ends where an uninterrupted one does.
 
-Metrics stay on the device between logging steps: the loop synchronises with the host only to
-log, save and preview.
+The step runs on the flat layout (`jaxir.training.FlatLayout`: parameters, AdamW moments and
+EMA as single vectors) unless the mesh shards parameters over "fsdp"; checkpoints and the
+returned state are in the tree layout either way. Metrics stay on the device between logging
+steps: the loop synchronises with the host only to log, save and preview.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..data import DataLoader, get_source
 from ._build import apply_fn_of, build_loss, family_of, init_train_state, preview_sampler
 from ._checkpoint import Checkpointer, CheckpointError, GracefulStop
 from ._config import ConfigError, TrainConfig, build_sde, config_to_dict
+from ._layout import step_layout
 from ._outputs import plot_metrics, save_image_grid
 from ._sharding import batch_sharding, global_batch, make_mesh
 from ._step import jit_train_step, make_train_step
@@ -51,7 +54,7 @@ def train(config: TrainConfig, workdir, *, steps: int | None = None, data: str |
       max_steps: stop after this many steps in this call (testing / time-boxed jobs); a
         checkpoint is written as at any other stop.
 
-    Returns the final `TrainState`. Stops early (with a checkpoint) on SIGTERM or
+    Returns the final `TrainState` (tree layout). Stops early (with a checkpoint) on SIGTERM or
     Ctrl-C, at the next step boundary. Raises `CheckpointError` if the checkpoint in
     ``workdir`` is damaged or was made with a different model / SDE / loss config,
     `ConfigError` for an inconsistent config or a workdir in use by another run.
@@ -126,7 +129,7 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
     want_labels = (config.loss.kind == "classifier" or config.data.use_labels
                    or getattr(config.model, "num_classes", None) is not None)
 
-    # -- model, optimizer, state -----------------------------------------------------------
+    # -- model, optimizer, state (tree layout: the checkpoint's) ---------------------------
     sde = build_sde(config.sde)
     graphdef, state, tree_sh, tx, schedule = init_train_state(config, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep, async_save=config.async_save)
@@ -136,8 +139,9 @@ def _train(config, workdir, mesh, source, probe, primary, progress, max_steps):
         if family is not None and family.prepare_workdir is not None:
             family.prepare_workdir(config, family.parse_options(config.loss.options), workdir)
 
-    # -- the step ---------------------------------------------------------------------------
-    shardings, layout, to_tree = tree_sh, None, None
+    # -- the step, on the flat layout unless parameters are sharded over "fsdp" -------------
+    state, shardings, layout = step_layout(state, tx, mesh, config.fsdp_min_size)
+    to_tree = None if layout is None else jax.jit(layout.to_tree, out_shardings=tree_sh)
     apply_fn = apply_fn_of(config, graphdef)
     step_fn = make_train_step(
         build_loss(config, sde), apply_fn, tx, ema_decay=config.optim.ema_decay,
