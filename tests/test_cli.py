@@ -73,19 +73,23 @@ for cmd in ([], ["demo"], ["restore"], ["evaluate"], ["bench"], ["train"], ["sam
             assert e.code == 0, (cmd, e.code)
     assert "usage: jaxir" in out.getvalue(), cmd
 print(sorted(m for m in sys.modules if m == "jax" or m.startswith(("jax.", "flax", "optax"))))
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, time.process_time())
 """
 
 
 def test_help_imports_no_jax_and_is_fast():
     """``jaxir --help`` and every subcommand's ``--help`` (in a fresh interpreter): no jax,
-    flax or optax imported, all seven under 1 s together (measured: 0.1 s)."""
+    flax or optax imported, all seven under 1 s of CPU time together, the interpreter's start
+    included (measured: 0.12-0.14 s). CPU time, not wall time: on the shared 2-core machine at a
+    load average of 15 the same run took 0.35-1.1 s of wall time; the wall-time bound (10 s)
+    only catches a hang."""
     r = subprocess.run([sys.executable, "-c", _HELP_PROBE], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     modules, seconds = r.stdout.strip().splitlines()
     assert modules == "[]", modules
-    assert float(seconds) < 1.0, seconds
+    wall, cpu = map(float, seconds.split())
+    assert cpu < 1.0 and wall < 10.0, (cpu, wall)
 
 
 def test_every_option_has_help():

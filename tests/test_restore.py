@@ -440,6 +440,70 @@ def test_report_figure_is_inlined(tmp_path):
     assert "data:image/png;base64," in html and "x&lt;y" in html
 
 
+def test_report_html_parses_with_every_image_embedded(tmp_path):
+    """A `Report` built from small arrays (no demo run), written and read back through an HTML
+    parser: every image is an embedded PNG data URI that decodes to exactly the pixels given
+    (colour, grey, and a matplotlib figure), nothing is fetched from elsewhere, text is escaped
+    (no stray tags), and NaN / None / booleans render as "–" / "yes" / "no", never "nan" or
+    "True". (~1 s.)"""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from jaxir.report import Report
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (5, 4, 1), dtype=np.uint8)
+    r = Report("small <report>")
+    r.heading("Results")
+    r.text("x < y & <b>not bold</b>")
+    r.table([{"method": "ddrm", "PSNR": 25.126, "beats input": True, "SSIM": float("nan")},
+             {"method": "pinv", "PSNR": np.float32(20.0), "beats input": np.bool_(False),
+              "SSIM": None}])
+    r.images([("restored", rgb), ("mask", grey)], scale=3)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0], "o-", label="a")
+    ax.legend()
+    r.figure(fig, "a line")
+    html = r.write(tmp_path / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+
+    tags = []
+
+    class Tags(_ReportParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append(tag)
+            super().handle_starttag(tag, attrs)
+
+    rp = Tags()
+    rp.feed(html)
+    rp.close()
+    assert "b" not in tags and "report" not in tags  # escaped text stays text
+    assert len(rp.imgs) == 3
+    decoded = []
+    for src in rp.imgs:
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
+        assert im.format == "PNG"
+        decoded.append(np.asarray(im))
+    np.testing.assert_array_equal(decoded[0], rgb)
+    np.testing.assert_array_equal(decoded[1], grey[..., 0])
+    assert min(decoded[2].shape[:2]) > 50  # the figure, rendered
+    text = " ".join(rp.text)
+    assert "x < y & <b>not bold</b>" in text and "small <report>" in text
+    assert "nan" not in text.lower() and "NaN" not in html and "True" not in text
+    (table,) = rp.tables
+    assert table == [["method", "PSNR", "beats input", "SSIM"],
+                     ["ddrm", "25.13", "yes", "–"], ["pinv", "20", "no", "–"]]
+
+
 @pytest.mark.skipif(not SHIPPED.exists(), reason="jaxir/assets/photos64.npz not installed")
 def test_shipped_prior_smoke():
     """The shipped prior beats the noisy input on one 64×64 test crop with 10 DDRM steps."""
