@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bridges", "data", "exact", "images", "inverse", "latent", "metrics", "models",
-               "operators", "plot", "precision", "predictions", "priors", "restore", "samplers",
-               "schedules", "sdes", "training")
+_SUBMODULES = ("bridges", "data", "distributed", "exact", "images", "inverse", "latent", "metrics",
+               "models", "operators", "plot", "precision", "predictions", "priors", "restore",
+               "samplers", "schedules", "sdes", "training")
 _NAMES = {
     "Bridge": "bridges",
     "Gaussian": "exact",
@@ -62,6 +62,7 @@ def __dir__():
 if TYPE_CHECKING:  # static analysers see the eager imports
     from . import bridges as bridges
     from . import data as data
+    from . import distributed as distributed
     from . import exact as exact
     from . import images as images
     from . import inverse as inverse

@@ -290,6 +290,7 @@ def run_gmm_benchmark(
     eta: float = 0.6,
     seed: int = 0,
     progress: bool = False,
+    mesh=None,
 ) -> list[dict]:
     """Run every (method, dy, problem); return JSON-serialisable rows.
 
@@ -297,7 +298,9 @@ def run_gmm_benchmark(
     ``sw_prior`` (prior samples vs the posterior, a scale for the problem's difficulty),
     ``sw_exact`` (fresh exact samples vs the reference: the metric's noise floor) and
     ``seconds`` (one run, compile excluded). Problems are drawn from ``seed`` and are the
-    same for every method.
+    same for every method. ``mesh`` (`jaxir.distributed.as_mesh`: a device count, a dict, a
+    Mesh) spreads each method's runs over its devices with the same keys (one run per device
+    at a time, `jaxir.bench._gmm_devices`); ``seconds`` is then a block's time per run.
     """
     if metric not in ("max", "mean"):
         raise ValueError(f'metric must be "max" or "mean", got {metric!r}')
@@ -325,17 +328,26 @@ def run_gmm_benchmark(
             refs[dy, i] = (ref, kd, float(distance(kd, posterior_sample(ke, prob, num_samples), ref)),
                            float(distance(kd, prior_sample(kp, prob, num_samples), ref)))
     dmax = max(dys)
-    compiled = {}
+    keys = {(dy, i): jax.random.fold_in(jax.random.key(seed + 101 * dy), i)
+            for dy in dys for i in range(num_problems)}
+    padded = {(dy, i): pad_problem(problems[dy][i], dmax) for dy, i in keys}
+    compiled, mapped = {}, None
+    if mesh is not None:  # each method's runs spread over the devices
+        from ._gmm_devices import run_on_devices
+
+        mapped = run_on_devices(METHODS, names, padded, keys, sde, num_samples, num_steps, eta,
+                                mesh)
     for name, dy in items:
-        if name not in compiled:  # one compile per method: problems are padded to max(dys) rows
+        if mapped is None and name not in compiled:  # one compile per method (padded to max(dys))
             fn = jax.jit(lambda k, prob, name=name: METHODS[name](k, prob, sde, num_samples, num_steps, eta))
-            compiled[name] = fn.lower(jax.random.key(0), pad_problem(problems[dys[0]][0], dmax)).compile()
-        for i, prob in enumerate(problems[dy]):
-            key = jax.random.fold_in(jax.random.key(seed + 101 * dy), i)
-            padded = pad_problem(prob, dmax)
-            t0 = time.perf_counter()
-            x = jax.block_until_ready(compiled[name](key, padded))
-            secs = time.perf_counter() - t0
+            compiled[name] = fn.lower(jax.random.key(0), padded[dys[0], 0]).compile()
+        for i in range(num_problems):
+            if mapped is not None:
+                x, secs = mapped[name, dy, i]
+            else:
+                t0 = time.perf_counter()
+                x = jax.block_until_ready(compiled[name](keys[dy, i], padded[dy, i]))
+                secs = time.perf_counter() - t0
             ref, kd, sw_exact, sw_prior = refs[dy, i]
             rows.append({
                 "method": name, "dim": int(dim), "dy": int(dy), "problem": int(i),

@@ -32,13 +32,12 @@ __all__ = ["UsageError", "build_parser", "main", "positive_int", "add_demo_parse
 
 def build_parser() -> Parser:
     """The ``jaxir`` parser with every subcommand (imports no jax)."""
-    from . import _bench, _restore, _train
+    from . import _bench, _restore, _restore_sharded, _train
 
     p = Parser(prog="jaxir", description="Diffusion-based image restoration in JAX.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _restore.add_demo_parser(sub)
-    _restore.add_restore_parser(sub)
-    _restore.add_evaluate_parser(sub)
+    _restore_sharded.extend(_restore.add_restore_parser(sub), _restore.add_evaluate_parser(sub))
     _bench.add_bench_parser(sub)
     _train.add_train_parser(sub)
     _train.add_sample_parser(sub)

@@ -19,25 +19,11 @@ from ._common import (
     nonnegative_int,
     positive_int,
 )
+from ._devices import parse_mesh, wants_devices
+from ._sample import _save_grid, add_sample_device_options
 
 #: `jaxir.training.SAMPLERS` (a test checks they are equal; kept here so --help needs no jax)
 SAMPLERS = ("ddim", "ddpm", "dpm", "ode")
-
-
-def parse_mesh(spec: str) -> dict:
-    """``"data=8,fsdp=1"`` -> ``{"data": 8, "fsdp": 1}`` (``data=-1``: all devices left)."""
-    out = {}
-    for part in spec.split(","):
-        key, sep, val = part.strip().partition("=")
-        if not sep or key not in ("data", "fsdp") or key in out:
-            raise ValueError(f"--mesh must look like data=8,fsdp=1, got {spec!r}")
-        try:
-            out[key] = int(val)
-        except ValueError:
-            raise ValueError(f"--mesh values must be integers, got {spec!r}") from None
-        if out[key] < 1 and not (key == "data" and out[key] == -1):
-            raise ValueError(f"--mesh sizes must be positive (data may be -1), got {spec!r}")
-    return out
 
 
 def _load_config(spec: str):
@@ -186,12 +172,14 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
                    help="number of samples (default 16; with --lq: 1)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="sampler steps (default 50; with --lq the family's default)")
-    p.add_argument("--output", required=True, help="PNG file for the grid / the restoration")
+    p.add_argument("--output", default=None,
+                   help="PNG file for the grid / the restoration (or give --out-dir)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--label", type=nonnegative_int, default=None,
                    help="class label (class-conditional models)")
     p.add_argument("--no-ema", action="store_true", help="use the raw params, not the EMA")
+    add_sample_device_options(p)
     p.set_defaults(func=_cmd_sample)
     return p
 
@@ -254,8 +242,19 @@ def _cmd_restore_lq(args, out: Path) -> int:
 
 def _cmd_sample(args) -> int:
     _check_workdir(args.workdir)
-    out = check_output_file(args.output, overwrite=args.overwrite,
-                            inputs=(args.lq, args.mask))
+    sharded = args.out_dir is not None or wants_devices(args)
+    if sharded and (args.lq is not None or args.mask is not None):
+        raise UsageError("--lq / --mask restore one image; --out-dir, --mesh and --coordinator "
+                         "are for drawing samples")
+    if sharded:
+        if (args.out_dir is None) == (args.output is None):
+            raise UsageError("give exactly one of --out-dir DIR (shards) and --output GRID.png")
+        out = None
+    elif args.output is None:
+        raise UsageError("give --output GRID.png (or --out-dir DIR to write samples by shard)")
+    else:
+        out = check_output_file(args.output, overwrite=args.overwrite,
+                                inputs=(args.lq, args.mask))
     import jax
     import jax.numpy as jnp
 
@@ -293,6 +292,10 @@ def _cmd_sample(args) -> int:
             raise UsageError("--label needs a class-conditional model (model.num_classes)")
         if args.label >= m.num_classes:
             raise UsageError(f"--label {args.label}: the model has {m.num_classes} classes")
+    if sharded:  # over a mesh / several hosts: jaxir.cli._sample
+        from ._sample import cmd_sample_sharded
+
+        return cmd_sample_sharded(args)
     sampler = args.sampler or "ddim"
     n = args.n or 16
     steps = args.steps or 50
@@ -337,17 +340,3 @@ def _run_with_total(fn, bar, *args):
         return out
     finally:
         bar.close()
-
-
-def _save_grid(save_image_grid, x, out: Path) -> None:
-    """`save_image_grid` to a temporary file, renamed over ``out`` (atomic)."""
-    import os
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.png")
-    try:
-        save_image_grid(x, tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

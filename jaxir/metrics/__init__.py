@@ -4,6 +4,8 @@ All are pure jnp functions that jit and vmap. Images are NHWC in [-1, 1] (data_r
 Exceptions: ``fid`` / ``kid`` / ``frechet_distance`` are host-side float64 numpy on (N, F)
 features; ``lpips`` is a Flax NNX network (jit/vmap work, weights are loaded once and cached);
 ``inception_features`` runs the FID InceptionV3 (NNX, user-converted weights) and returns numpy.
+Across hosts, ``FeatureMoments`` (float64, mergeable) and ``allreduce_feature_moments`` give the
+FID statistics of data no host holds alone; ``allgather_features`` brings KID's rows together.
 """
 
 from ._distances import gaussian_w2 as gaussian_w2
@@ -12,6 +14,9 @@ from ._distances import sliced_wasserstein as sliced_wasserstein
 from ._featurenet import FeatureNet as FeatureNet
 from ._featurenet import load_feature_net as load_feature_net
 from ._featurenet import train_feature_net as train_feature_net
+from ._fid import FeatureMoments as FeatureMoments
+from ._fid import allgather_features as allgather_features
+from ._fid import allreduce_feature_moments as allreduce_feature_moments
 from ._fid import feature_stats as feature_stats
 from ._fid import fid as fid
 from ._fid import frechet_distance as frechet_distance
@@ -30,6 +35,9 @@ from ._lpips import lpips as lpips
 from ._stats import mean_ci as mean_ci
 
 __all__ = [
+    "FeatureMoments",
+    "allgather_features",
+    "allreduce_feature_moments",
     "consistency",
     "consistency_rmse",
     "feature_stats",

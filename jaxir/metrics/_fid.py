@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,115 @@ def feature_stats(features):
     """Mean (F,) and unbiased covariance (F, F) of (N, F) features, in float64."""
     feats = np.asarray(features, np.float64)
     return feats.mean(axis=0), np.cov(feats, rowvar=False, ddof=1).reshape(feats.shape[1], -1)
+
+
+class FeatureMoments(NamedTuple):
+    """Mergeable float64 moments of (N, F) features: ``count``, ``mean`` (F,) and ``m2`` (F, F),
+    the sum of centred outer products ``Σ (f − mean)(f − mean)ᵀ``.
+
+    For FID over data that no single host holds: each host accumulates the features of its own
+    images (:meth:`of`, :meth:`add`), :func:`allreduce_feature_moments` merges the hosts', and
+    :meth:`stats` gives the mean and the unbiased covariance ``m2 / (count − 1)`` for
+    :func:`frechet_distance`. Two parts merge by the pairwise update of Chan, Golub & LeVeque
+    (1979; "Updating formulae and a pairwise algorithm for computing sample variances", eq. 2.1
+    in matrix form)::
+
+        n = n_a + n_b,  δ = mean_b − mean_a,  mean = mean_a + δ n_b / n,
+        m2 = m2_a + m2_b + δ δᵀ n_a n_b / n,
+
+    which, unlike accumulating ``Σ f fᵀ``, does not cancel when ``‖mean‖² ≫`` the variance. Any
+    split of the rows gives :func:`feature_stats` of all of them to float64 rounding.
+    """
+
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, features) -> "FeatureMoments":
+        """The moments of one (N, F) array (N ≥ 0), in float64."""
+        f = np.asarray(features, np.float64)
+        if f.ndim != 2:
+            raise ValueError(f"features must be (N, F), got shape {f.shape}")
+        if f.shape[0] == 0:
+            return cls(0, np.zeros(f.shape[1]), np.zeros((f.shape[1], f.shape[1])))
+        mean = f.mean(axis=0)
+        c = f - mean
+        return cls(int(f.shape[0]), mean, c.T @ c)
+
+    def merge(self, other: "FeatureMoments") -> "FeatureMoments":
+        """The moments of both parts' rows together (Chan et al.'s update above)."""
+        if self.mean.shape != other.mean.shape:
+            raise ValueError(f"feature dimensions differ: {self.mean.shape[0]} vs "
+                             f"{other.mean.shape[0]}")
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / n)
+        m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.count * other.count / n)
+        return FeatureMoments(n, mean, m2)
+
+    def add(self, features) -> "FeatureMoments":
+        """These moments with the rows of ``features`` (N, F) added."""
+        return self.merge(FeatureMoments.of(features))
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, cov)``: as :func:`feature_stats` of every row added (``cov`` unbiased)."""
+        if self.count < 2:
+            raise ValueError(f"the covariance needs at least 2 feature rows, have {self.count}")
+        cov = self.m2 / (self.count - 1)
+        return self.mean, 0.5 * (cov + cov.T)
+
+
+def _allgather_host(tree):
+    """Every process's numpy ``tree`` (arrays of ndim ≥ 1) stacked on a new leading axis, in
+    process order, on every process. 8-byte dtypes (float64, int64) travel bit for bit as
+    pairs of uint32 (without x64, jax would narrow them to 32 bits)."""
+    from jax.experimental import multihost_utils
+
+    def pack(a):
+        a = np.ascontiguousarray(a)
+        return a.view(np.uint32) if a.dtype.itemsize == 8 else a
+
+    got = multihost_utils.process_allgather(jax.tree.map(pack, tree))
+    return jax.tree.map(lambda g, a: np.ascontiguousarray(np.asarray(g)).view(np.asarray(a).dtype)
+                        if np.asarray(a).dtype.itemsize == 8 else np.asarray(g), got, tree)
+
+
+def allreduce_feature_moments(moments: FeatureMoments) -> FeatureMoments:
+    """The merge of every process's :class:`FeatureMoments` (each passes its own, all get the
+    result; a collective). One process: ``moments`` itself. The moments travel bit for bit and
+    the merge runs on the host in float64, in process order, so every process gets the same
+    bits whatever the accelerator."""
+    if jax.process_count() == 1:
+        return moments
+    parts = _allgather_host({"count": np.asarray([moments.count], np.int64),
+                             "mean": np.asarray(moments.mean, np.float64),
+                             "m2": np.asarray(moments.m2, np.float64)})
+    out = FeatureMoments.of(np.zeros((0, moments.mean.shape[0])))
+    for p in range(jax.process_count()):
+        out = out.merge(FeatureMoments(int(parts["count"][p, 0]), parts["mean"][p],
+                                       parts["m2"][p]))
+    return out
+
+
+def allgather_features(features) -> np.ndarray:
+    """Every process's (N_p, F) features, concatenated in process order, on every process (a
+    collective; ``N_p`` may differ). KID needs the rows themselves, not moments. One process:
+    ``features`` as float64."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"features must be (N, F), got shape {f.shape}")
+    if jax.process_count() == 1:
+        return f
+    counts = _allgather_host(np.asarray([f.shape[0]], np.int64))[:, 0]
+    pad = np.zeros((int(counts.max()), f.shape[1]), np.float64)
+    pad[: f.shape[0]] = f
+    every = _allgather_host(pad)
+    return np.concatenate([every[p, : int(c)] for p, c in enumerate(counts)])
 
 
 def _clip_spectrum(w):
