@@ -84,3 +84,23 @@ def test_fit_exponent():
     assert abs(fit_exponent([10, 100, 1000], [3.0, 30.0, 300.0]) - 1.0) < 1e-12
     assert abs(fit_exponent([10, 1000], [5.0, 50.0]) - 0.5) < 1e-12
     assert fit_exponent([10], [1.0]) is None
+
+
+def test_train_throughput_reports_both_layouts():
+    """The training section measures the trainer's step (flat layout, donated, chained) and the
+    tree-layout step against forward + backward, in wall and CPU time: finite positive times
+    and ratios (toy net, one repeat; no timing is asserted)."""
+    from jaxir.bench._perf_common import Net
+    from jaxir.bench._perf_train import train_throughput
+
+    toy = make_net("toy", 2)  # its two convolutions, with a per-example time scale
+
+    def apply(p, x, t):
+        return toy.apply(p, x, 0.0) * (1.0 + jnp.reshape(t, (-1, 1, 1, 1)))
+
+    r = train_throughput(Net("toy", apply, toy.params, toy.shape, toy.num_params), repeats=1,
+                         chain=1)
+    for k in ("train_step_s", "fwd_bwd_s", "step_over_fwd_bwd", "train_step_tree_s",
+              "step_over_fwd_bwd_tree", "step_over_fwd_bwd_cpu", "step_over_fwd_bwd_tree_cpu"):
+        assert _finite_pos(r[k]), (k, r)
+    assert json.loads(json.dumps(r)) == r

@@ -162,7 +162,13 @@ def format_perf(res: dict) -> str:
         t = res["train"]
         parts.append(f"\n### Training ({t['net']}, batch {t['batch']}; target ≤ 1.1)\n\n"
                      f"train step {t['train_step_s'] * 1e3:.1f} ms, forward+backward "
-                     f"{t['fwd_bwd_s'] * 1e3:.1f} ms, ratio {t['step_over_fwd_bwd']:.2f}\n")
+                     f"{t['fwd_bwd_s'] * 1e3:.1f} ms, ratio {t['step_over_fwd_bwd']:.2f}"
+                     + (f" (flat layout; tree layout {t['train_step_tree_s'] * 1e3:.1f} ms, "
+                        f"ratio {t['step_over_fwd_bwd_tree']:.2f})"
+                        if "train_step_tree_s" in t else "")
+                     + (f"; in CPU time: flat {t['step_over_fwd_bwd_cpu']:.2f}, tree "
+                        f"{t['step_over_fwd_bwd_tree_cpu']:.2f}"
+                        if "step_over_fwd_bwd_cpu" in t else "") + "\n")
         dev = t.get("devices", {})
         if "rows" in dev:
             parts.append(_table(["fake CPU devices", "step ms", "time vs 1", "|loss − loss₁|"],
