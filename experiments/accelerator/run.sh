@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The accelerator check of issue 19, on whatever accelerator is present (GPU or TPU):
 #   1. the whole test suite at the backend's DEFAULT precision (no JAX_DEFAULT_MATMUL_PRECISION),
-#   2. the performance benchmarks (experiments/benchmarks/gpu.py: samplers against their network
-#      and the train step against forward+backward, small U-Net, batch 64),
-#   3. the small U-Net's forward / forward+backward in float32 against bfloat16 compute,
+#   2. the performance benchmarks (experiments/benchmarks/gpu.py: the train step, flat and tree
+#      layouts, against forward+backward, small U-Net, batch 64; samplers against their network
+#      as far as its budget goes),
+#   3. the full train step's rate and model FLOP utilisation, float32 and bfloat16 compute
+#      (python -m jaxir.bench._perf_train mfu: the base U-Net, batch 128),
+#   4. the small U-Net's forward / forward+backward in float32 against bfloat16 compute,
 # and one markdown report, $OUT/accelerator_report.md (raw logs and JSON beside it).
 #
 # Usage, from the repository root (device tool: the repo is the working directory):
 #   OUT=$OUT bash experiments/accelerator/run.sh
-# Sized for one H200 run of at most 8 minutes (~7.7 at worst): suite <= SUITE_TIMEOUT (280 s),
-# benchmarks <= PERF_TIMEOUT (100 s), dtype timing <= DTYPE_TIMEOUT (60 s); stages 2-3 are
-# skipped once STOP_AFTER (400 s) have passed. Each can be overridden from the environment.
+# Sized for one H200 run of at most 8 minutes: suite <= SUITE_TIMEOUT (250 s), benchmarks <=
+# PERF_TIMEOUT (90 s), train rate / MFU <= MFU_TIMEOUT (90 s), dtype timing <= DTYPE_TIMEOUT
+# (60 s), and every stage after the suite is cut to what is left before DEADLINE (460 s after
+# the start, leaving the report and the machine's start-up inside 8 minutes) or skipped when
+# less than 20 s are left. Each can be overridden from the environment.
 # ACCEL_DRY_RUN=1 checks the script end to end on a CPU: a few test files, tiny benchmarks.
 set -uo pipefail  # no -e: every stage runs and is reported even when an earlier one fails
 : "${OUT:?set OUT to an output directory}"
@@ -19,6 +24,9 @@ mkdir -p "$OUT"
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
 DRY=${ACCEL_DRY_RUN:-0}
+if [ "$DRY" = 1 ]; then DEADLINE=${DEADLINE:-1200}; else DEADLINE=${DEADLINE:-460}; fi
+# cap WANT: the stage's timeout cut to what is left before DEADLINE (15 s kept for the report)
+cap() { local left=$(( DEADLINE - $(elapsed) - 15 )); echo $(( $1 < left ? $1 : left )); }
 PY=${PYTHON:-python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL=3
@@ -65,7 +73,7 @@ if [ "$DRY" = 1 ]; then
 else
   TESTS=${TESTS:-tests}
   WORKERS=${PYTEST_WORKERS:-8}
-  SUITE_TIMEOUT=${SUITE_TIMEOUT:-280}
+  SUITE_TIMEOUT=${SUITE_TIMEOUT:-250}
 fi
 echo "suite: $TESTS, $WORKERS workers, timeout $SUITE_TIMEOUT s  ($(elapsed) s)"
 # shellcheck disable=SC2086
@@ -75,37 +83,58 @@ timeout --kill-after=10 "$SUITE_TIMEOUT" "$PY" -m pytest $TESTS -n "$WORKERS" --
 echo $? > "$OUT/pytest.rc"
 tail -n 3 "$OUT/pytest.log"
 
-# 2. performance benchmarks (partial JSON is written after every sampler)
-STOP_AFTER=${STOP_AFTER:-400}
+# 2. performance benchmarks (partial JSON is written after every sampler); the train step
+#    (flat and tree layouts: two compilations, ~30 s each on an H200) keeps its reserve
 if [ "$DRY" = 1 ]; then
   PERF_ARGS="--net tiny --batch 2 --n 5,10 --budget 40 --train-reserve 20"
   PERF_TIMEOUT=${PERF_TIMEOUT:-240}
 else
-  PERF_ARGS="--net small --batch 64 --n 20,100 --budget 75"
-  PERF_TIMEOUT=${PERF_TIMEOUT:-100}
+  PERF_ARGS="--net small --batch 64 --n 20,100 --budget 80 --train-reserve 70"
+  PERF_TIMEOUT=${PERF_TIMEOUT:-90}
 fi
-if [ "$(elapsed)" -lt "$STOP_AFTER" ]; then
-  echo "perf: $PERF_ARGS  ($(elapsed) s)"
+T=$(cap "$PERF_TIMEOUT")
+if [ "$T" -ge 20 ]; then
+  echo "perf: $PERF_ARGS, timeout $T s  ($(elapsed) s)"
   # shellcheck disable=SC2086
-  OUT="$OUT/perf" timeout --kill-after=10 "$PERF_TIMEOUT" "$PY" experiments/benchmarks/gpu.py \
+  OUT="$OUT/perf" timeout --kill-after=5 "$T" "$PY" experiments/benchmarks/gpu.py \
     $PERF_ARGS > "$OUT/perf.log" 2>&1
   echo $? > "$OUT/perf.rc"
 else
-  echo "skipped: past $STOP_AFTER s" > "$OUT/perf.log"
+  echo "skipped: $(elapsed) s of $DEADLINE s gone" > "$OUT/perf.log"
 fi
 
-# 3. float32 against bfloat16 compute for the network itself
-if [ "$(elapsed)" -lt "$STOP_AFTER" ]; then
-  echo "dtype timing  ($(elapsed) s)"
-  if [ "$DRY" = 1 ]; then  # bfloat16 compiles slowly on a CPU
-    DTYPE_ARGS="--net tiny --batch 2 --size 16"; DTYPE_TIMEOUT=${DTYPE_TIMEOUT:-240}
-  else
-    DTYPE_ARGS="--net small --batch 64 --size 32"; DTYPE_TIMEOUT=${DTYPE_TIMEOUT:-60}
-  fi
+# 3. the full train step's rate and MFU, float32 then bfloat16 compute (mfu.json after each)
+if [ "$DRY" = 1 ]; then
+  MFU_ARGS="tiny 2 3"; MFU_TIMEOUT=${MFU_TIMEOUT:-300}
+else
+  MFU_ARGS="base 128 20"; MFU_TIMEOUT=${MFU_TIMEOUT:-90}
+fi
+T=$(cap "$MFU_TIMEOUT")
+if [ "$T" -ge 20 ]; then
+  echo "train rate / MFU: $MFU_ARGS, timeout $T s  ($(elapsed) s)"
   # shellcheck disable=SC2086
-  timeout --kill-after=5 "$DTYPE_TIMEOUT" "$PY" experiments/accelerator/report.py dtype \
+  timeout --kill-after=5 "$T" "$PY" -m jaxir.bench._perf_train mfu $MFU_ARGS "$OUT/mfu.json" \
+    > "$OUT/mfu.log" 2>&1
+  echo $? > "$OUT/mfu.rc"
+else
+  echo "skipped: $(elapsed) s of $DEADLINE s gone" > "$OUT/mfu.log"
+fi
+
+# 4. float32 against bfloat16 compute for the network itself
+if [ "$DRY" = 1 ]; then  # bfloat16 compiles slowly on a CPU
+  DTYPE_ARGS="--net tiny --batch 2 --size 16"; DTYPE_TIMEOUT=${DTYPE_TIMEOUT:-240}
+else
+  DTYPE_ARGS="--net small --batch 64 --size 32"; DTYPE_TIMEOUT=${DTYPE_TIMEOUT:-60}
+fi
+T=$(cap "$DTYPE_TIMEOUT")
+if [ "$T" -ge 20 ]; then
+  echo "dtype timing, timeout $T s  ($(elapsed) s)"
+  # shellcheck disable=SC2086
+  timeout --kill-after=5 "$T" "$PY" experiments/accelerator/report.py dtype \
     --out "$OUT" $DTYPE_ARGS > "$OUT/dtype.log" 2>&1
   echo $? > "$OUT/dtype.rc"
+else
+  echo "skipped: $(elapsed) s of $DEADLINE s gone" > "$OUT/dtype.log"
 fi
 
 echo "report  ($(elapsed) s)"
