@@ -67,7 +67,7 @@ def load_model_fn(workdir, ema: bool = True, step: int | None = None, *, compute
     cls = NoisyClassifier if is_clf else UNet
     graphdef, abstract = split_model(nnx.eval_shape(lambda: cls(config.model,
                                                                  rngs=nnx.Rngs(0))))
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev),
                             abstract)
     try:
