@@ -11,11 +11,14 @@ check `start=` (a run resumed at example 5), `gather=False` (each process's own 
 feature moments over every mesh and merged across the two processes against `feature_stats` of
 all the features, a PSNR / SSIM table gathered on process 0 (`gather_rows`), patch-wise
 restoration on 1 and 8 devices, and the GMM benchmark mapped over 2 and 4 devices. In process:
-`jaxir sample --out-dir` killed and resumed, `jaxir restore` / `jaxir evaluate --mesh` resumed.
+`jaxir sample --out-dir` killed and resumed, `jaxir restore` / `jaxir evaluate --mesh` resumed;
+and in two processes `jaxir sample --coordinator` (process 0 writes the one-device shards) and
+`jaxir evaluate --coordinator` (the table gathered on process 0).
 
 The fake-device flag and jax.distributed must be set before jax is imported, hence the
-subprocesses (spawned with tests/test_sharding.py's helpers). The whole file: ~150 s of CPU
-time, 7.5 min wall under the team's load on 2 cores (each test's docstring has its share).
+subprocesses (spawned with tests/test_sharding.py's helpers). The whole file: ~200 s of CPU
+time (subprocesses included); 2 min wall on the shared 2 cores at a light load, 8-9 min at a
+load average of 16 (each test's docstring has its share).
 """
 
 import subprocess
@@ -207,8 +210,8 @@ def test_same_samples_on_1_2_4_8_devices_and_two_processes(tmp_path):
     """Bitwise-equal DDIM / DDRM / SR3 draws on meshes of 1, 2, 4, 8 fake devices, in two
     processes, and example by example; resumed runs, local rows, FID moments, the PSNR / SSIM
     table gathered on process 0, patch-wise restoration and the GMM grid. ~110 s of CPU time
-    (subprocesses included; mostly compiling 3 samplers x 5 programs); 5 min wall under the
-    team's load (load average 16 on 2 cores). The 8-device and two-process runs overlap."""
+    (subprocesses included; mostly compiling 3 samplers x 5 programs); 55 s wall at a light
+    load, 5 min at the team's heaviest (load average 16 on 2 cores). The 8-device and two-process runs overlap."""
     from test_restore import write_tiny_prior
 
     meshes = _spawn(MESHES, str(write_tiny_prior(tmp_path / "tiny16.npz")), devices=8)
