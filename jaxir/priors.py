@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Prior", "export_prior", "load_prior", "SHIPPED", "prior_path"]
@@ -116,7 +115,7 @@ def load_prior(name_or_path="photos64", *, compute_dtype=None) -> Prior:
     that is not a jaxir prior or whose arrays do not match its own config (naming the first
     parameter that differs).
     """
-    from .models import make_model_fn
+    from .models._boundary import make_model_fn, params_from_arrays
     from .training import build_sde, config_from_dict
 
     path = prior_path(name_or_path)
@@ -133,22 +132,7 @@ def load_prior(name_or_path="photos64", *, compute_dtype=None) -> Prior:
                          f"(write one with jaxir.priors.export_prior)")
     config = config_from_dict(json.loads(arrays.pop(_CONFIG_KEY).tobytes().decode()))
     graphdef, abstract = _abstract_unet(config)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
-    values = []
-    for p, leaf in leaves:
-        k = jax.tree_util.keystr(p)
-        if k not in arrays:
-            raise ValueError(f"{str(path)!r} lacks parameter {k} (shape {tuple(leaf.shape)}) "
-                             f"that its config needs")
-        v = arrays.pop(k)
-        if tuple(v.shape) != tuple(leaf.shape):
-            raise ValueError(f"{str(path)!r}: parameter {k} has shape {tuple(v.shape)}, "
-                             f"its config needs {tuple(leaf.shape)}")
-        values.append(jnp.asarray(v, leaf.dtype))
-    if arrays:
-        raise ValueError(f"{str(path)!r} has parameters its config does not use: "
-                         f"{sorted(arrays)[:3]}")
-    params = jax.tree_util.tree_unflatten(treedef, values)
+    params = params_from_arrays(abstract, arrays, repr(str(path)))
     model_fn = make_model_fn(graphdef, params, compute_dtype=compute_dtype)
     return Prior(model_fn=model_fn, sde=build_sde(config.sde), prediction=config.loss.prediction,
                  image_size=int(config.data.image_size or config.model.image_size),

@@ -135,7 +135,21 @@ class LinearSDE(eqx.Module):
 
 
 # ---------------------------------------------------------------------------------
-class VPSDE(LinearSDE):
+class _VarPreserving(LinearSDE):
+    """The variance-preserving drift and diffusion from a subclass's ``beta(t)``:
+    ``f(t) = −½β(t)``, ``g(t) = √β(t)``, and the N(0, I) prior (VPSDE, DiscreteVPSDE)."""
+
+    def drift_coeff(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return jnp.sqrt(self.beta(t))
+
+    def prior_std(self):
+        return jnp.asarray(1.0)
+
+
+class VPSDE(_VarPreserving):
     """Variance-preserving SDE (Song et al. 2021, Eq. 11): ``dx = −½β(t) x dt + √β(t) dW``.
 
     ``β(t) = β_min + t(β_max − β_min)``; defaults are the Score-SDE ones (0.1, 20, ε = 1e-3).
@@ -155,15 +169,6 @@ class VPSDE(LinearSDE):
 
     def beta(self, t):
         return schedules.vp_beta(t, self.beta_min, self.beta_max)
-
-    def drift_coeff(self, t):
-        return -0.5 * self.beta(t)
-
-    def diffusion(self, t):
-        return jnp.sqrt(self.beta(t))
-
-    def prior_std(self):
-        return jnp.asarray(1.0)
 
     def to_discrete(self, N: int = 1000) -> "DiscreteVPSDE":
         """Score-SDE's discretisation: ``β_i = linspace(β_min/N, β_max/N, N)`` (DDPM for N=1000)."""
@@ -234,7 +239,7 @@ def interp_uniform(t, T, values):
     return values[i] + frac * (values[i + 1] - values[i])
 
 
-class DiscreteVPSDE(LinearSDE):
+class DiscreteVPSDE(_VarPreserving):
     """A discrete DDPM chain ``β_0..β_{N-1}`` as a continuous VP SDE.
 
     ``log ᾱ(t)`` is the piecewise-linear interpolation of ``[0, log ᾱ_0, …, log ᾱ_{N-1}]``
@@ -281,15 +286,6 @@ class DiscreteVPSDE(LinearSDE):
     def beta(self, t):
         """Continuous β(t), piecewise constant: ``−N log(1 − β_i)/T`` on segment i."""
         return -jnp.log1p(-self.betas[self._segment(t)]) * self.num_steps / self.T
-
-    def drift_coeff(self, t):
-        return -0.5 * self.beta(t)
-
-    def diffusion(self, t):
-        return jnp.sqrt(self.beta(t))
-
-    def prior_std(self):
-        return jnp.asarray(1.0)
 
     def index_to_time(self, i):
         """DDPM index ``i ∈ {-1, 0, …, N−1}`` → ``t = (i + 1) T / N`` (``-1`` → 0, the data)."""

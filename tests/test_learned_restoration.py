@@ -363,41 +363,29 @@ def test_reflow_through_the_trainer(tmp_path, regression_workdir):
 
 # ---- a new family is one registration ---------------------------------------------------------
 def test_a_registered_toy_family_trains_and_restores(tmp_path):
-    """A family defined outside jaxir (options, loss factory, one-pass sampler: the README's
-    example) becomes a ``loss.kind`` after `register_family`: the config validates (its
-    options typed and checked), `train` trains it, `load_learned` / `restore_learned` restore
-    with its sampler and its trained options, and it is listed among the learned kinds. The
-    restoration is checked against the sampler's formula x̂ = LQ + w·f(LQ) evaluated with the
-    workdir's EMA network. (~15 s: one tiny U-Net step on 8x8 digits.)"""
-    from jaxir.samplers import Samples
-    from jaxir.training import (
-        FAMILIES,
-        Family,
-        LossConfig,
-        load_model_fn,
-        register_family,
-    )
+    """The README's toy family (its "Add a learned-restoration family" block, run as written:
+    options, loss factory, one-pass sampler, `register_family`) becomes a ``loss.kind``: the
+    config validates (its options typed and checked), `train` trains it, `load_learned` /
+    `restore_learned` restore with its sampler and its trained options, and it is listed among
+    the learned kinds. The restoration is checked against the sampler's formula
+    x̂ = LQ + w·f(LQ) evaluated with the workdir's EMA network. (~15 s: one tiny U-Net step on
+    8x8 digits.)"""
+    import re
+    from pathlib import Path
 
-    @dataclasses.dataclass(frozen=True)
-    class ToyOptions:
-        weight: float = 1.0
+    from jaxir.training import FAMILIES, LossConfig, load_model_fn
 
-    def toy_loss(sde=None, *, weight=1.0, degrade_fn=None):
-        def loss_fn(model_fn, batch, key):
-            x0 = batch["image"]
-            lq = degrade_fn(key, x0)
-            pred = lq + weight * model_fn(lq, jnp.zeros(x0.shape[0]), None)
-            return jnp.mean((pred - x0) ** 2), {}
-        return loss_fn
-
-    def toy_sample(model, lq, key, steps, options, known):
-        x = lq + options.weight * model.model_fn(lq, jnp.zeros(lq.shape[0]), None)
-        return Samples(x, None, 1, jnp.all(jnp.isfinite(x)))
-
-    family = register_family(Family("toy_residual", ToyOptions, toy_sample, factory=toy_loss,
-                                    conditioned=lambda o: False), replace=True)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block, = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+              if "register_family(Family(" in b]
+    assert "toy_residual" not in FAMILIES
+    ns = {"__name__": "__readme__"}
     try:
-        assert FAMILIES["toy_residual"] is family and "toy_residual" in LEARNED_RESTORATION_KINDS
+        exec(compile(block, "README.md (toy family)", "exec"), ns)
+        ToyOptions = ns["ResidualOptions"]
+        assert ns["loss"].options == ToyOptions(0.5)
+        assert FAMILIES["toy_residual"].sample is ns["residual_sample"]
+        assert "toy_residual" in LEARNED_RESTORATION_KINDS
         with pytest.raises(ValueError, match="unknown option"):
             LossConfig(kind="toy_residual", options={"wieght": 1.0})
         cfg = load_config("digits_tiny")
@@ -417,7 +405,7 @@ def test_a_registered_toy_family_trains_and_restores(tmp_path):
         np.testing.assert_allclose(out.x, lq + 0.5 * f(lq, jnp.zeros(2), None), atol=1e-6)
         assert int(out.nfe) == 1 and bool(out.finite)
     finally:
-        from jaxir.training.families._registry import _REGISTRY
+        from jaxir.training._registry import _REGISTRY
 
         _REGISTRY.pop("toy_residual", None)
     assert "toy_residual" not in LEARNED_RESTORATION_KINDS

@@ -21,4 +21,12 @@ def _param(i):
 
 @pytest.mark.parametrize("i", [_param(i) for i in range(len(BLOCKS))])
 def test_readme_block_runs(i, capsys):
-    exec(compile(BLOCKS[i], f"README.md block {i}", "exec"), {"__name__": "__readme__"})
+    """A block that registers a learned-restoration family leaves the registry as it was."""
+    from jaxir.training._registry import _REGISTRY
+
+    before = dict(_REGISTRY)
+    try:
+        exec(compile(BLOCKS[i], f"README.md block {i}", "exec"), {"__name__": "__readme__"})
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(before)

@@ -6,3 +6,6 @@ Submodules: :mod:`jaxir.bench.gaussian` (every core sampler vs an exact Gaussian
 :mod:`jaxir.bench.perf` (sampler overhead vs network cost, diffrax vs ``lax.scan``, gradient
 memory vs steps, training throughput, compile time: ``run_perf`` / ``format_perf``).
 """
+
+# The benchmarks are submodules (each imports what it runs; ``import jaxir.bench.gmm``).
+__all__ = ["gaussian", "gmm", "perf"]

@@ -7,10 +7,10 @@
     jaxir train --config C --workdir D   train (resumes from D), on 1 device, a mesh or a pod
     jaxir sample --workdir D ...     sample a PNG grid from a trained model, or restore --lq
 
-Modules: ``_common`` (`UsageError`, argparse types, output checks), ``_restore`` (restore,
-evaluate, demo), ``_bench`` (bench), ``_train`` (train, sample). Nothing in the library imports
-this package. Building the parser imports no jax (each command imports what it needs when it
-runs), so ``jaxir --help`` and every subcommand's ``--help`` answer at once.
+Modules: ``_common`` (`UsageError`, argparse types, output checks), ``_restore`` (restore),
+``_evaluate`` (evaluate, demo), ``_bench`` (bench), ``_train`` (train, sample). Nothing in the
+library imports this package. Building the parser imports no jax (each command imports what it
+needs when it runs), so ``jaxir --help`` and every subcommand's ``--help`` answer at once.
 
 User mistakes end with one ``jaxir: error: ...`` line on stderr and exit code 2, never a
 traceback; an unexpected failure is one ``jaxir: error: unexpected ...`` line and exit code 1
@@ -23,7 +23,8 @@ import os
 import sys
 
 from ._common import Parser, UsageError, positive_int
-from ._restore import add_demo_parser, add_evaluate_parser, add_restore_parser
+from ._evaluate import add_demo_parser, add_evaluate_parser
+from ._restore import add_restore_parser
 from ._train import add_sample_parser, add_train_parser
 
 __all__ = ["UsageError", "build_parser", "main", "positive_int", "add_demo_parser",
@@ -32,12 +33,12 @@ __all__ = ["UsageError", "build_parser", "main", "positive_int", "add_demo_parse
 
 def build_parser() -> Parser:
     """The ``jaxir`` parser with every subcommand (imports no jax)."""
-    from . import _bench, _restore, _restore_sharded, _train
+    from . import _bench, _evaluate, _restore, _restore_sharded, _train
 
     p = Parser(prog="jaxir", description="Diffusion-based image restoration in JAX.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _restore.add_demo_parser(sub)
-    _restore_sharded.extend(_restore.add_restore_parser(sub), _restore.add_evaluate_parser(sub))
+    _evaluate.add_demo_parser(sub)
+    _restore_sharded.extend(_restore.add_restore_parser(sub), _evaluate.add_evaluate_parser(sub))
     _bench.add_bench_parser(sub)
     _train.add_train_parser(sub)
     _train.add_sample_parser(sub)

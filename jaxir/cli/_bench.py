@@ -80,39 +80,37 @@ def _run_gmm(args) -> int:
     return 0 if all(r["finite"] for r in rows) else 1
 
 
-def _run_perf(args) -> int:
-    bad = sorted(set(args.sections or ()) - set(PERF_SECTIONS))
-    if bad:
-        raise UsageError(f"--sections: unknown {', '.join(map(repr, bad))}; choose from "
-                         f"{', '.join(PERF_SECTIONS)}")
-    if args.net is not None and args.net != "toy":
+def _check_known(option: str, unknown, known) -> None:
+    if unknown:
+        raise UsageError(f"{option}: unknown {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(known)}")
+
+
+def _check_net(option: str, name) -> None:
+    """A U-Net size name of `jaxir.models.unet_config`, or "toy" (None: not given)."""
+    if name is not None and name != "toy":
         from ..models import unet_config
 
         try:
-            unet_config(args.net)
+            unet_config(name)
         except ValueError as e:
-            raise UsageError(f"--net: {e}") from None
+            raise UsageError(f"{option}: {e}") from None
+
+
+def _run_perf(args) -> int:
+    _check_known("--sections", sorted(set(args.sections or ()) - set(PERF_SECTIONS)),
+                 PERF_SECTIONS)
+    _check_net("--net", args.net)
     if args.samplers is not None:
         from ..bench._perf_samplers import SAMPLERS
 
-        unknown = [s for s in args.samplers if s not in SAMPLERS]
-        if unknown:
-            raise UsageError(f"--samplers: unknown {', '.join(map(repr, unknown))}; choose "
-                             f"from {', '.join(SAMPLERS)}")
-    if args.grad_net is not None and args.grad_net != "toy":
-        from ..models import unet_config
-
-        try:
-            unet_config(args.grad_net)
-        except ValueError as e:
-            raise UsageError(f"--grad-net: {e}") from None
+        _check_known("--samplers", [s for s in args.samplers if s not in SAMPLERS], SAMPLERS)
+    _check_net("--grad-net", args.grad_net)
     if args.grad_variants is not None:
         from ..bench._perf_grad import VARIANTS
 
-        unknown = [v for v in args.grad_variants if v not in VARIANTS]
-        if unknown:
-            raise UsageError(f"--grad-variants: unknown {', '.join(map(repr, unknown))}; "
-                             f"choose from {', '.join(VARIANTS)}")
+        _check_known("--grad-variants", [v for v in args.grad_variants if v not in VARIANTS],
+                     VARIANTS)
     from ..bench.perf import format_perf, run_perf
 
     over = {k: v for k, v in (("net", args.net), ("batch", args.batch), ("steps", args.n),

@@ -30,26 +30,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"jaxir: error: {where}{message}{hint}\n")
 
 
-def positive_int(s: str) -> int:
-    """argparse type for the positive integer options of every subcommand."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _int_type(minimum: int, expected: str, name: str, doc: str):
+    """An argparse type: an int ``>= minimum``, else "expected EXPECTED, got 'S'"."""
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}")
+        return v
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = doc
+    return parse
 
 
-def nonnegative_int(s: str) -> int:
-    """argparse type for seeds (0 or more)."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return v
+positive_int = _int_type(1, "a positive integer", "positive_int",
+                         "argparse type for the positive integer options of every subcommand.")
+nonnegative_int = _int_type(0, "an integer >= 0", "nonnegative_int",
+                            "argparse type for seeds (0 or more).")
 
 
 def _same_file(a: Path, b: Path) -> bool:

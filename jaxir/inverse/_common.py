@@ -82,6 +82,19 @@ def vmapped(op, name: str):
     return jax.vmap(getattr(op, name))
 
 
+def own_steps(options, who: str, default: int, minimum: int, sets: str) -> int:
+    """``options["num_steps"]`` (``default`` when None) for a method that sets its own grid:
+    `ValueError` naming ``who`` for an explicit ``timesteps`` (the method sets ``sets``) or a
+    ``num_steps`` that is not an int ``>= minimum``."""
+    if options.get("timesteps") is not None:
+        raise ValueError(f"{who}: timesteps is not supported; {sets}")
+    n = default if options.get("num_steps") is None else options["num_steps"]
+    if not isinstance(n, int) or n < minimum:
+        need = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{who}: num_steps must be {need}, got {n!r}")
+    return n
+
+
 def require_svd(op, who: str):
     """``ValueError`` unless ``op`` is a linear operator with a matrix-free SVD."""
     if not getattr(op, "has_svd", False):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from ..precision import hmatmul
 from ..samplers import Samples
+from ._common import own_steps
 from ._daps import check_sigma_max, ve_denoiser
 from ._driver import Method, Piece, Sampler, sample
 
@@ -96,12 +97,8 @@ def enkg_sample(key, model_fn, sde, op, y, sigma_y=None, shape=None, *,
         raise ValueError(f"enkg_sample: num_updates must be a positive int, got {num_updates!r}")
     if not 0 < float(sigma_min) < float(sigma_max):
         raise ValueError(f"enkg_sample: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
-    if options.get("timesteps") is not None:
-        raise ValueError("enkg_sample: timesteps is not supported; EnKG sets its own levels "
-                         "(num_steps, sigma_max, sigma_min, rho)")
-    n = 80 if options.get("num_steps") is None else options["num_steps"]
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"enkg_sample: num_steps must be an int >= 2, got {n!r}")
+    n = own_steps(options, "enkg_sample", 80, 2,
+                  "EnKG sets its own levels (num_steps, sigma_max, sigma_min, rho)")
     check_sigma_max(sde, sigma_max, "enkg_sample")
     guided, m_of, scale_of = enkg_plan(n, threshold_start, threshold_end, guidance_scale,
                                        lr_min_ratio, factor, max_ode_steps)

@@ -11,8 +11,8 @@ import numpy as np
 from .. import predictions
 from .._utils import safe_sqrt
 from ..samplers import Samples, time_grid
-from ._common import batch_y, check_x_shape, clip_x0 as _clip, require_svd, spectral_y
-from ._smc import RESAMPLING, _inverse_cdf, _resampling_uniforms
+from ._common import batch_y, check_x_shape, clip_x0 as _clip, spectral_y
+from ._smc import _inverse_cdf, _resampling_uniforms, check_particle_filter
 
 
 def smc_resample(key, logw, method, threshold):
@@ -117,11 +117,7 @@ def fps_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_particles:
         ``"particles"`` ``(B, N, *op.x_shape)`` and ``"log_weights"`` ``(B, N)``.
     """
     who = "fps_sample"
-    require_svd(op, who)
-    if resampling not in RESAMPLING:
-        raise ValueError(f"{who}: resampling must be one of {RESAMPLING}, got {resampling!r}")
-    if int(num_particles) < 1:
-        raise ValueError(f"{who}: num_particles must be >= 1, got {num_particles}")
+    check_particle_filter(op, resampling, num_particles, who)
     if eta is None and not 0.0 < float(c_rate) <= 1.0:
         raise ValueError(f"{who}: c_rate must be in (0, 1], got {c_rate}")
     if eta is not None and not 0.0 < float(eta) <= 1.0:

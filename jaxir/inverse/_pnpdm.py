@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ..samplers import Samples
-from ._common import pad_to, require_svd
+from ._common import own_steps, pad_to, require_svd
 from ._daps import not_positive, time_of_sigma
 from ._driver import Method, Piece, Sampler, sample
 
@@ -97,12 +97,8 @@ def pnpdm_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, rho: float =
                          f"{rho}, {rho_min}, {rho_decay}")
     if not isinstance(edm_steps, int) or edm_steps < 2:
         raise ValueError(f"pnpdm_sample: edm_steps must be an int >= 2, got {edm_steps!r}")
-    if options.get("timesteps") is not None:
-        raise ValueError("pnpdm_sample: timesteps is not supported; PnP-DM sets its own ρ_k "
-                         "(num_steps, rho, rho_decay, rho_min)")
-    n_iter = 100 if options.get("num_steps") is None else options["num_steps"]
-    if not isinstance(n_iter, int) or n_iter < 1:
-        raise ValueError(f"pnpdm_sample: num_steps must be a positive int, got {n_iter!r}")
+    n_iter = own_steps(options, "pnpdm_sample", 100, 1,
+                       "PnP-DM sets its own ρ_k (num_steps, rho, rho_decay, rho_min)")
     rhos = pnpdm_rhos(n_iter, rho, rho_decay, rho_min)
     lv = edm_grid(edm_steps, edm_sigma_max, edm_sigma_min, edm_rho)
     # i₀(ρ): the first level strictly below ρ (the official torch.nonzero(σ < η).min())

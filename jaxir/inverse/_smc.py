@@ -39,6 +39,16 @@ def _resampling_uniforms(key, b, n, method):
     return (jax.random.uniform(key, (b, 1)) + jnp.arange(n)) / n
 
 
+def check_particle_filter(op, resampling: str, num_particles, who: str) -> None:
+    """The checks a particle filter in the SVD basis shares: ``op`` has an SVD, a known
+    ``resampling`` (:data:`RESAMPLING`), ``num_particles >= 1``; `ValueError` naming ``who``."""
+    require_svd(op, who)
+    if resampling not in RESAMPLING:
+        raise ValueError(f"{who}: resampling must be one of {RESAMPLING}, got {resampling!r}")
+    if int(num_particles) < 1:
+        raise ValueError(f"{who}: num_particles must be >= 1, got {num_particles}")
+
+
 def mcgdiff_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_particles: int = 128,
                    eta: float = 1.0, kappa=None, resample_threshold: float = 0.5,
                    resampling: str = "systematic", return_particles: bool = False,

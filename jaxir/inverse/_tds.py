@@ -11,9 +11,9 @@ import numpy as np
 from .. import predictions
 from .._utils import safe_sqrt
 from ..samplers import Samples, time_grid
-from ._common import batch_y, check_x_shape, clip_x0 as _clip, require_svd, spectral_y
+from ._common import batch_y, check_x_shape, clip_x0 as _clip, spectral_y
 from ._fps import smc_resample
-from ._smc import RESAMPLING, _inverse_cdf
+from ._smc import _inverse_cdf, check_particle_filter
 
 TDS_TAUSQ = 0.12  # official run_image.py default (var_type 6)
 
@@ -87,11 +87,7 @@ def tds_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_particles:
         ``(B, N, *op.x_shape)`` and ``"log_weights"`` ``(B, N)``.
     """
     who = "tds_sample"
-    require_svd(op, who)
-    if resampling not in RESAMPLING:
-        raise ValueError(f"{who}: resampling must be one of {RESAMPLING}, got {resampling!r}")
-    if int(num_particles) < 1:
-        raise ValueError(f"{who}: num_particles must be >= 1, got {num_particles}")
+    check_particle_filter(op, resampling, num_particles, who)
     if not 0.0 < float(eta) <= 1.0:
         raise ValueError(f"{who}: eta must be in (0, 1] (the proposal must draw), got {eta}")
     if tausq is not None and float(tausq) < 0:

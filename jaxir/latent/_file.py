@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from ..models import Autoencoder, AutoencoderConfig, split_model
+from ..models._boundary import params_from_arrays
 from ._codec import LatentCodec, autoencoder_codec, latent_scale
 
 __all__ = ["AUTOENCODER_FILE", "AutoencoderFile", "export_autoencoder", "load_autoencoder",
@@ -125,18 +125,5 @@ def load_autoencoder(path) -> AutoencoderFile:
     config = AutoencoderConfig(**cfg)
     graphdef, abstract = split_model(nnx.eval_shape(lambda: Autoencoder(config,
                                                                          rngs=nnx.Rngs(0))))
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
-    values = []
-    for p, leaf in leaves:
-        k = jax.tree_util.keystr(p)
-        v = arrays.pop(k, None)
-        if v is None or tuple(v.shape) != tuple(leaf.shape):
-            got = "missing" if v is None else f"shape {tuple(v.shape)}"
-            raise ValueError(f"{str(path)!r}: parameter {k} is {got}, its config needs "
-                             f"{tuple(leaf.shape)}")
-        values.append(jnp.asarray(v, leaf.dtype))
-    if arrays:
-        raise ValueError(f"{str(path)!r} has parameters its config does not use: "
-                         f"{sorted(arrays)[:3]}")
-    params = jax.tree_util.tree_unflatten(treedef, values)
+    params = params_from_arrays(abstract, arrays, repr(str(path)))
     return AutoencoderFile(config, graphdef, params, float(meta["latent_scale"]))

@@ -1,53 +1,23 @@
-"""The latent loss (stage 2) and both stages trained in memory, through the one train step of
-`jaxir.training` (`fit`)."""
+"""Both stages of latent diffusion trained in memory, through the one train step of
+`jaxir.training` (`fit`); the stage-2 loss `latent_loss` lives with the latent family
+(`jaxir.training.families.latent`) and is re-exported here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from ..models import Autoencoder, AutoencoderConfig, UNet, UNetConfig, make_model_fn, split_model
 from ..training._fit import fit
-from ..training._losses import _x0, denoising_loss
-from ._codec import LatentCodec, autoencoder_loss, autoencoder_model_fn, to_latent_resolution
+from ..training.families.latent import latent_loss
+from ._codec import LatentCodec, autoencoder_loss, autoencoder_model_fn
 from ._file import load_images
 
 __all__ = ["latent_loss", "train_autoencoder", "train_latent_diffusion"]
-
-
-def latent_loss(codec: LatentCodec, sde, *, degrade_fn: Callable | None = None,
-                cond_key: str = "lq", **options) -> Callable:
-    """SRLDM's loss: `jaxir.training.denoising_loss` on ``z_0 = encode(x_0)`` with the LQ at the
-    latent resolution (`jaxir.latent.to_latent_resolution`) as the image condition.
-
-    ``batch``: ``{"image": x_0 (B, H, W, C), cond_key?: LQ}``; without the LQ entry it is
-    ``degrade_fn(key, x_0)``. ``options`` (``prediction``, ``weighting``, ``cond_drop_prob``,
-    ...) go to `denoising_loss`. The encoder is frozen (``stop_gradient``). Returns
-    ``loss_fn(model_fn, batch, key) -> (loss, aux)``; ``model_fn`` acts on latents with
-    ``cond_channels`` = the image channels.
-    """
-    inner = denoising_loss(sde, image_cond_key="lq", **options)
-
-    def loss_fn(model_fn, batch, key):
-        x0 = _x0(batch)
-        k_lq, k_loss = jax.random.split(key)
-        if isinstance(batch, dict) and cond_key in batch:
-            lq = jnp.asarray(batch[cond_key], x0.dtype)
-        elif degrade_fn is not None:
-            lq = degrade_fn(k_lq, x0)
-        else:
-            raise ValueError(f"batch has no {cond_key!r} entry (the LQ image) and no degrade_fn "
-                             "was given to make it")
-        z0 = jax.lax.stop_gradient(codec.encode(x0))
-        c = to_latent_resolution(lq, z0.shape[1:3])
-        return inner(model_fn, {"image": z0, "lq": c}, k_loss)
-
-    return loss_fn
 
 
 def _fit(loss_fn, apply_fn, params, images, *, steps: int, key, batch_size: int, lr: float):

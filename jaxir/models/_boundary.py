@@ -173,3 +173,26 @@ def classifier_log_prob_fn(graphdef: Any, params: Any) -> Callable:
         return jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
 
     return log_prob
+
+
+def params_from_arrays(abstract: Any, arrays: dict, where: str) -> Any:
+    """The parameter pytree of the shape of ``abstract`` (e.g. from ``nnx.eval_shape``) filled
+    from a flat ``{jax.tree_util.keystr(path): array}`` dict (an ``.npz`` file's entries), each
+    cast to its leaf's dtype. `ValueError` naming ``where`` for a missing parameter, a wrong
+    shape, or an entry the structure does not use. ``arrays`` is consumed (entries popped)."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    values = []
+    for p, leaf in leaves:
+        k = jax.tree_util.keystr(p)
+        if k not in arrays:
+            raise ValueError(f"{where} lacks parameter {k} (shape {tuple(leaf.shape)}) "
+                             f"that its config needs")
+        v = arrays.pop(k)
+        if tuple(v.shape) != tuple(leaf.shape):
+            raise ValueError(f"{where}: parameter {k} has shape {tuple(v.shape)}, "
+                             f"its config needs {tuple(leaf.shape)}")
+        values.append(jnp.asarray(v, leaf.dtype))
+    if arrays:
+        raise ValueError(f"{where} has parameters its config does not use: "
+                         f"{sorted(arrays)[:3]}")
+    return jax.tree_util.tree_unflatten(treedef, values)

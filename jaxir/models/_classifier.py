@@ -13,7 +13,7 @@ from flax import nnx
 
 from ._config import ClassifierConfig
 from ._layers import (
-    TimeEmbedding,
+    begin_network,
     _conv,
     _linear,
     block_keys,
@@ -40,11 +40,7 @@ class NoisyClassifier(nnx.Module):
     """
 
     def __init__(self, config: ClassifierConfig, *, rngs: nnx.Rngs):
-        if not isinstance(config, ClassifierConfig):
-            raise ValueError(f"config must be a ClassifierConfig, got {type(config).__name__}")
-        cfg = self.config = config
-        emb_dim = 4 * cfg.base_channels
-        self.time_embed = TimeEmbedding(cfg, rngs)
+        cfg, emb_dim = begin_network(self, config, ClassifierConfig, rngs)
         self.in_conv = _conv(cfg.in_channels, cfg.base_channels, 3, rngs)
         self.down, _, ch = build_down_path(cfg, emb_dim, rngs)
         self.middle = build_middle(ch, emb_dim, cfg, rngs)

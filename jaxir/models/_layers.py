@@ -222,6 +222,17 @@ class Upsample(nnx.Module):
         return self.conv(_upsample(x))
 
 
+def begin_network(module, config, config_type, rngs: nnx.Rngs) -> tuple[object, int]:
+    """The start every time-conditioned network shares: check ``config`` is a ``config_type``,
+    store it and the `TimeEmbedding` on ``module``; returns ``(config, emb_dim)`` with
+    ``emb_dim = 4 · base_channels`` (ADM)."""
+    if not isinstance(config, config_type):
+        raise ValueError(f"config must be a {config_type.__name__}, got {type(config).__name__}")
+    module.config = config
+    module.time_embed = TimeEmbedding(config, rngs)
+    return config, 4 * config.base_channels
+
+
 def build_down_path(cfg, emb_dim: int, rngs: nnx.Rngs):
     """The encoder shared by `UNet` and `NoisyClassifier`.
 

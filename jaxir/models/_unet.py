@@ -21,7 +21,7 @@ from ._layers import (
     AttentionBlock,
     ResAttn,
     ResBlock,
-    TimeEmbedding,
+    begin_network,
     Upsample,
     _conv,
     block_keys,
@@ -87,11 +87,7 @@ class UNet(nnx.Module):
     """
 
     def __init__(self, config: UNetConfig, *, rngs: nnx.Rngs):
-        if not isinstance(config, UNetConfig):
-            raise ValueError(f"config must be a UNetConfig, got {type(config).__name__}")
-        cfg = self.config = config
-        emb_dim = 4 * cfg.base_channels
-        self.time_embed = TimeEmbedding(cfg, rngs)
+        cfg, emb_dim = begin_network(self, config, UNetConfig, rngs)
         self.label_embed = (
             nnx.Embed(cfg.num_classes + 1, emb_dim, rngs=rngs)
             if cfg.num_classes is not None

@@ -29,3 +29,31 @@ from ._nonlinear import PhaseRetrieval as PhaseRetrieval
 from ._spec import Degradation as Degradation, make_degradation as make_degradation
 from ._sr import BicubicSuperResolution as BicubicSuperResolution
 from ._sr import SuperResolution as SuperResolution
+
+__all__ = [
+    "BicubicSuperResolution",
+    "Blur",
+    "box_mask",
+    "CircularBlur",
+    "Colorization",
+    "compose",
+    "CompressedSensing",
+    "Degradation",
+    "degrade",
+    "DenseMatrix",
+    "gaussian_kernel",
+    "gaussian_noise",
+    "half_mask",
+    "Identity",
+    "Inpainting",
+    "JPEGLike",
+    "LinearOperator",
+    "LowLight",
+    "make_degradation",
+    "Operator",
+    "PhaseRetrieval",
+    "poisson_noise",
+    "random_mask",
+    "SuperResolution",
+    "uniform_kernel",
+]

@@ -166,3 +166,25 @@ class LinearOperator(Operator):
         y = self._cy(y)
         s_inv = _safe_inv(self.singular_values[: self.y_size])
         return self.V(self._pad(s_inv * self.U_T(y)))
+
+
+class _OutputBasis(LinearOperator):
+    """A linear operator whose ``U`` is the identity: ``U_T`` flattens ``y``, ``U`` reshapes
+    (inpainting, colorization, block-average SR, identity)."""
+
+    def U_T(self, y: Array) -> Array:
+        return self._cy(y).reshape(-1)
+
+    def U(self, z: Array) -> Array:
+        return self._czy(z).reshape(self.y_shape)
+
+
+class _PixelBasis(_OutputBasis):
+    """Both bases the identity (``V_T`` flattens ``x``, ``V`` reshapes): a diagonal operator
+    (identity, inpainting)."""
+
+    def V_T(self, x: Array) -> Array:
+        return self._cx(x).reshape(-1)
+
+    def V(self, z: Array) -> Array:
+        return self._czx(z).reshape(self.x_shape)

@@ -6,11 +6,11 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax import Array
 
-from ._base import LinearOperator, _image_shape
+from ._base import _image_shape, _OutputBasis
 from ._svd import _constant_first_basis, _group_v, _group_vt
 
 
-class Colorization(LinearOperator):
+class Colorization(_OutputBasis):
     """``y[h, w, 0] = mean_c x[h, w, c]`` (luminance as the channel average, as DDRM/DDNM).
 
     Shapes: ``x (H, W, C) -> y (H, W, 1)``.
@@ -53,12 +53,6 @@ class Colorization(LinearOperator):
     def V(self, z: Array) -> Array:
         h, w, _ = self.x_shape
         return _group_v(self._czx(z), self.q, h * w).reshape(self.x_shape)
-
-    def U_T(self, y: Array) -> Array:
-        return self._cy(y).reshape(-1)
-
-    def U(self, z: Array) -> Array:
-        return self._czy(z).reshape(self.y_shape)
 
     @property
     def singular_values(self) -> Array:

@@ -6,10 +6,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax import Array
 
-from ._base import LinearOperator
+from ._base import _PixelBasis
 
 
-class Identity(LinearOperator):
+class Identity(_PixelBasis):
     """``A(x) = x`` (denoising: ``y = x + n``).
 
     Shapes: ``x_shape == y_shape == shape`` (any tuple, e.g. ``(H, W, C)`` or ``(d,)``).
@@ -44,18 +44,6 @@ class Identity(LinearOperator):
 
     def A_pinv(self, y: Array) -> Array:
         return self._cy(y)
-
-    def V_T(self, x: Array) -> Array:
-        return self._cx(x).reshape(-1)
-
-    def V(self, z: Array) -> Array:
-        return self._czx(z).reshape(self.x_shape)
-
-    def U_T(self, y: Array) -> Array:
-        return self._cy(y).reshape(-1)
-
-    def U(self, z: Array) -> Array:
-        return self._czy(z).reshape(self.y_shape)
 
     @property
     def singular_values(self) -> Array:

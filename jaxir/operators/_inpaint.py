@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ._base import LinearOperator, _safe_inv
+from ._base import _PixelBasis, _safe_inv
 
 
-class Inpainting(LinearOperator):
+class Inpainting(_PixelBasis):
     """``A(x) = mask * x`` (1 = observed, 0 = missing).
 
     Layout: ``y`` is the *masked image* with zeros at missing entries, so
@@ -73,18 +73,6 @@ class Inpainting(LinearOperator):
 
     def A_pinv(self, y: Array) -> Array:
         return _safe_inv(self.mask) * self._cy(y)
-
-    def V_T(self, x: Array) -> Array:
-        return self._cx(x).reshape(-1)
-
-    def V(self, z: Array) -> Array:
-        return self._czx(z).reshape(self.x_shape)
-
-    def U_T(self, y: Array) -> Array:
-        return self._cy(y).reshape(-1)
-
-    def U(self, z: Array) -> Array:
-        return self._czy(z).reshape(self.y_shape)
 
     @property
     def singular_values(self) -> Array:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ._base import LinearOperator, _image_shape
+from ._base import _image_shape, _OutputBasis
 from ._svd import _constant_first_basis, _group_v, _group_vt, _SeparableSVD
 
 
@@ -24,7 +24,7 @@ def _check_factor(shape, factor, who: str) -> tuple[tuple[int, int, int], int]:
     return shape, factor
 
 
-class SuperResolution(LinearOperator):
+class SuperResolution(_OutputBasis):
     """Block-average downsampling by an integer ``factor`` (DDRM's "SR by averaging").
 
     ``y[i, j, c] = mean_{a, b < f} x[f i + a, f j + b, c]``;
@@ -84,12 +84,6 @@ class SuperResolution(LinearOperator):
 
     def V(self, z: Array) -> Array:
         return self._unblocks(_group_v(self._czx(z), self.q, self.y_size))
-
-    def U_T(self, y: Array) -> Array:
-        return self._cy(y).reshape(-1)
-
-    def U(self, z: Array) -> Array:
-        return self._czy(z).reshape(self.y_shape)
 
     @property
     def singular_values(self) -> Array:

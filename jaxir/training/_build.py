@@ -26,7 +26,7 @@ __all__ = ["build_loss", "init_train_state"]
 
 def family_of(config: TrainConfig):
     """The learned-restoration `Family` of ``config.loss.kind``, or None."""
-    from .families import FAMILIES
+    from ._registry import FAMILIES
 
     return FAMILIES.get(config.loss.kind)
 

@@ -100,7 +100,7 @@ class LossConfig:
     options: Any = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        from .families import FAMILIES
+        from ._registry import FAMILIES
 
         family = FAMILIES.get(self.kind)
         if family is not None:

@@ -179,6 +179,16 @@ class _Conditioning:
 
 
 # ---- the factories -------------------------------------------------------------------------
+def _noised(sde, batch, key, time_sampling, conditioning):
+    """The batch's x_0, a time t per example (`sample_time`), x_t = a x_0 + σ ε and the model's
+    condition, from one key split three ways (t, ε, condition)."""
+    x0 = _x0(batch)
+    k_t, k_eps, k_cond = jax.random.split(key, 3)
+    t = sample_time(sde, k_t, x0.shape[0], time_sampling)
+    x_t, eps = _perturb(sde, x0, t, k_eps)
+    return x0, t, x_t, eps, conditioning(batch, x0, k_cond)
+
+
 def denoising_loss(
     sde: LinearSDE,
     *,
@@ -221,11 +231,7 @@ def denoising_loss(
     conditioning = _Conditioning(image_cond_key, label_key, null_label, cond_drop_prob, degrade_fn)
 
     def loss_fn(model_fn, batch, key):
-        x0 = _x0(batch)
-        k_t, k_eps, k_cond = jax.random.split(key, 3)
-        t = sample_time(sde, k_t, x0.shape[0], time_sampling)
-        x_t, eps = _perturb(sde, x0, t, k_eps)
-        cond = conditioning(batch, x0, k_cond)
+        x0, t, x_t, eps, cond = _noised(sde, batch, key, time_sampling, conditioning)
         pred = model_fn(x_t, t, cond)
         if pred.shape != x0.shape:
             raise ValueError(f"model_fn returned shape {pred.shape}, expected x_0's {x0.shape}")
@@ -289,11 +295,7 @@ def score_matching_loss(
     conditioning = _Conditioning(None, label_key, null_label, cond_drop_prob, None)
 
     def loss_fn(model_fn, batch, key):
-        x0 = _x0(batch)
-        k_t, k_eps, k_cond = jax.random.split(key, 3)
-        t = sample_time(sde, k_t, x0.shape[0], time_sampling)
-        x_t, eps = _perturb(sde, x0, t, k_eps)
-        cond = conditioning(batch, x0, k_cond)
+        x0, t, x_t, eps, cond = _noised(sde, batch, key, time_sampling, conditioning)
         score = predictions.convert(model_fn(x_t, t, cond).astype(jnp.float32), x_t, t, sde,
                                     prediction, "score")
         _, std = sde.marginal_coeffs(t)
@@ -347,7 +349,7 @@ LOSSES: dict[str, Callable[..., LossFn]] = {
 def make_loss(name: str, sde: LinearSDE, **options) -> LossFn:
     """``LOSSES[name](sde, **options)``, or the loss factory of the learned-restoration family
     ``name`` (`jaxir.training.families`), with a clear error for an unknown name."""
-    from .families import FAMILIES
+    from ._registry import FAMILIES
 
     if name in LOSSES:
         return LOSSES[name](sde, **options)

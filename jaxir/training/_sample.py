@@ -39,7 +39,7 @@ def sample_workdir(key, workdir_or_model, n: int = 16, *, sampler: str = "ddim",
 
     from .. import samplers as _samplers
     from ._workdir import load_model_fn
-    from .families import FAMILIES as LEARNED_RESTORATION_KINDS
+    from ._registry import FAMILIES as LEARNED_RESTORATION_KINDS
 
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")

@@ -53,7 +53,7 @@ def validate(config: TrainConfig) -> None:
                          f"{type(config.model).__name__}")
     if is_ae:
         _validate_autoencoder(config)
-    from .families import FAMILIES
+    from ._registry import FAMILIES
 
     family = FAMILIES.get(config.loss.kind)
     if family is not None:

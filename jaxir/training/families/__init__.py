@@ -29,12 +29,12 @@ regression      one forward pass ``model(LQ, 0)``                1
 import importlib as _importlib
 import pkgutil as _pkgutil
 
-from ._registry import FAMILIES as FAMILIES
-from ._registry import Family as Family
-from ._registry import FamilyOptions as FamilyOptions
-from ._registry import check_paired as check_paired
-from ._registry import get_family as get_family
-from ._registry import register_family as register_family
+from .._registry import FAMILIES as FAMILIES
+from .._registry import Family as Family
+from .._registry import FamilyOptions as FamilyOptions
+from .._registry import check_paired as check_paired
+from .._registry import get_family as get_family
+from .._registry import register_family as register_family
 
 for _m in _pkgutil.iter_modules(__path__):  # every built-in family registers itself
     if not _m.name.startswith("_"):

@@ -10,8 +10,9 @@ from .._losses import _x0 as x0_of  # the shared batch check
 __all__ = ["degrade_fn", "int_steps", "lq_of", "mean_per_example", "x0_of"]
 
 
-def lq_of(batch, x0, key, cond_key, degrade_fn):
-    """The degraded image: ``batch[cond_key]`` or ``degrade_fn(key, x0)``, at x_0's shape."""
+def lq_of(batch, x0, key, cond_key, degrade_fn, same_shape: bool = True):
+    """The degraded image: ``batch[cond_key]`` or ``degrade_fn(key, x0)``, at x_0's shape
+    (any shape with ``same_shape=False``: the latent family resizes it)."""
     if isinstance(batch, dict) and cond_key in batch:
         lq = jnp.asarray(batch[cond_key], x0.dtype)
     elif degrade_fn is not None:
@@ -19,7 +20,7 @@ def lq_of(batch, x0, key, cond_key, degrade_fn):
     else:
         raise ValueError(f"batch has no {cond_key!r} entry (the degraded image) and no "
                          "degrade_fn was given to make it")
-    if lq.shape != x0.shape:
+    if same_shape and lq.shape != x0.shape:
         raise ValueError(f"the degraded image must have x_0's shape {x0.shape} (upsample SR "
                          f"inputs first), got {lq.shape}")
     return lq

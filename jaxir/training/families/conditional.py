@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from ._pieces import degrade_fn
-from ._registry import Family, FamilyOptions, register_family
+from .._registry import Family, FamilyOptions, register_family
 
 
 @dataclasses.dataclass(frozen=True)

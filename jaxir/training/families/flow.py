@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from ..._utils import bcast
 from ._pieces import degrade_fn, lq_of, mean_per_example, x0_of
-from ._registry import Family, FamilyOptions, register_family
+from .._registry import Family, FamilyOptions, register_family
 
 
 @dataclasses.dataclass(frozen=True)

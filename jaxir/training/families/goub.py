@@ -6,15 +6,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
-
 from ... import bridges
-from ...samplers._irsde import irsde_optimal_prev, irsde_score, reverse_step_mean
 from ...sdes import MeanRevertingSDE
-from ._pieces import int_steps, lq_of, mean_per_example, x0_of
-from ._registry import Family, FamilyOptions, register_family
-from .irsde import template, with_mu
+from ._pieces import int_steps
+from .._registry import Family, FamilyOptions, register_family
+from .irsde import paired_batch, step_l1, template
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,20 +45,12 @@ def goub_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0,
     n = int(round(tmpl.T))
 
     def loss_fn(model_fn, batch, key):
-        x0 = x0_of(batch)
-        k_lq, k_t, k_e = jax.random.split(key, 3)
-        mu = lq_of(batch, x0, k_lq, cond_key, degrade_fn)
-        s = with_mu(tmpl, mu)
+        x0, mu, s, k_t, k_e = paired_batch(tmpl, batch, key, cond_key, degrade_fn)
         b = bridges.Bridge(s, mu)
         t = int_steps(k_t, x0.shape[0], n - 1)  # 1..T−1: never at the pinned end
         x_t = b.sample_marginal(k_e, x0, t)
         std = b.marginal(x0, t)[1]
-        score = irsde_score(model_fn, mu, x_t, t, std, prediction=prediction,
-                            input_mode=input_mode)
-        pred = reverse_step_mean(b, x_t, t, score.astype(jnp.float32))
-        target = irsde_optimal_prev(s, x_t, x0, t)
-        loss = jnp.mean(mean_per_example(jnp.abs(pred - target)))
-        return loss, {"l1": loss}
+        return step_l1(model_fn, b, s, mu, x0, x_t, t, std, prediction, input_mode)
 
     return loss_fn
 

@@ -13,7 +13,7 @@ from ... import bridges, schedules
 from ..._utils import bcast
 from ...sdes import LinearSDE
 from ._pieces import lq_of, mean_per_example, x0_of
-from ._registry import Family, FamilyOptions, register_family
+from .._registry import Family, FamilyOptions, register_family
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from ..._utils import bcast
 from ...samplers._irsde import irsde_optimal_prev, irsde_score, reverse_step_mean
 from ...sdes import MeanRevertingSDE
 from ._pieces import int_steps, lq_of, mean_per_example, x0_of
-from ._registry import Family, FamilyOptions, register_family
+from .._registry import Family, FamilyOptions, register_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,26 @@ def with_mu(tmpl: MeanRevertingSDE, mu) -> MeanRevertingSDE:
     return eqx.tree_at(lambda s: s.mu, tmpl, mu)
 
 
+def paired_batch(tmpl: MeanRevertingSDE, batch, key, cond_key, degrade_fn):
+    """x_0, the LQ μ (`lq_of`), the template SDE with that μ, and the keys of t and of the
+    noise, from one key split three ways."""
+    x0 = x0_of(batch)
+    k_lq, k_t, k_e = jax.random.split(key, 3)
+    mu = lq_of(batch, x0, k_lq, cond_key, degrade_fn)
+    return x0, mu, with_mu(tmpl, mu), k_t, k_e
+
+
+def step_l1(model_fn, process, sde, mu, x0, x_t, t, std, prediction, input_mode):
+    """IR-SDE's maximum-likelihood objective at (x_t, t): the L1 distance between the reverse
+    step mean of ``process`` (the SDE, or GOUB's bridge) with the network's score and the
+    optimal previous state of ``sde`` given x_0; returns ``(loss, {"l1": loss})``."""
+    score = irsde_score(model_fn, mu, x_t, t, std, prediction=prediction, input_mode=input_mode)
+    pred = reverse_step_mean(process, x_t, t, score.astype(jnp.float32))
+    target = irsde_optimal_prev(sde, x_t, x0, t)
+    loss = jnp.mean(mean_per_example(jnp.abs(pred - target)))
+    return loss, {"l1": loss}
+
+
 def irsde_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0, T: int = 100,
                eps: float = 0.005, cond_key: str = "lq", degrade_fn: Callable | None = None,
                input_mode: str = "residual", prediction: str = "eps") -> Callable:
@@ -61,19 +81,11 @@ def irsde_loss(sde: MeanRevertingSDE | None = None, *, lam: float = 10.0 / 255.0
     n = int(round(tmpl.T))
 
     def loss_fn(model_fn, batch, key):
-        x0 = x0_of(batch)
-        k_lq, k_t, k_e = jax.random.split(key, 3)
-        mu = lq_of(batch, x0, k_lq, cond_key, degrade_fn)
-        s = with_mu(tmpl, mu)
+        x0, mu, s, k_t, k_e = paired_batch(tmpl, batch, key, cond_key, degrade_fn)
         t = int_steps(k_t, x0.shape[0], n)
         mean, std = s.marginal(x0, t)
         x_t = mean + bcast(std, x0) * jax.random.normal(k_e, x0.shape, x0.dtype)
-        score = irsde_score(model_fn, mu, x_t, t, std, prediction=prediction,
-                            input_mode=input_mode)
-        pred = reverse_step_mean(s, x_t, t, score.astype(jnp.float32))
-        target = irsde_optimal_prev(s, x_t, x0, t)
-        loss = jnp.mean(mean_per_example(jnp.abs(pred - target)))
-        return loss, {"l1": loss}
+        return step_l1(model_fn, s, s, mu, x0, x_t, t, std, prediction, input_mode)
 
     return loss_fn
 

@@ -1,18 +1,22 @@
 """Latent diffusion for restoration (SRLDM; Rombach et al. 2022, Sec. 4.4): a conditional
 ε-network on the latents of a frozen, pre-trained autoencoder (`jaxir.latent`), the LQ at the
-latent resolution concatenated (loss `jaxir.latent.latent_loss`); sampled by DDIM in latent
-space, then decoded. Stage 1 is loss kind "autoencoder"; its ``autoencoder.npz`` is copied
+latent resolution concatenated (loss `latent_loss`, re-exported as `jaxir.latent.latent_loss`);
+sampled by DDIM in latent space, then decoded. Stage 1 is loss kind "autoencoder"; its ``autoencoder.npz`` is copied
 into the stage-2 workdir, so restoring needs only that workdir."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import jax
+
 from ... import latent as _latent
-from ._pieces import degrade_fn
-from ._registry import Family, FamilyOptions, register_family
+from .._losses import _x0, denoising_loss
+from .._registry import Family, FamilyOptions, register_family
+from ._pieces import degrade_fn, lq_of
 from .conditional import denoising_options
 
 
@@ -78,9 +82,31 @@ def _load(workdir, config, o: LatentOptions):
     return _latent.load_autoencoder(path).codec()
 
 
-def _loss(config, o: LatentOptions, sde):
-    from ...latent._train import latent_loss  # (it trains through jaxir.training)
+def latent_loss(codec: _latent.LatentCodec, sde, *, degrade_fn: Callable | None = None,
+                cond_key: str = "lq", **options) -> Callable:
+    """SRLDM's loss: `jaxir.training.denoising_loss` on ``z_0 = encode(x_0)`` with the LQ at the
+    latent resolution (`jaxir.latent.to_latent_resolution`) as the image condition.
 
+    ``batch``: ``{"image": x_0 (B, H, W, C), cond_key?: LQ}``; without the LQ entry it is
+    ``degrade_fn(key, x_0)``. ``options`` (``prediction``, ``weighting``, ``cond_drop_prob``,
+    ...) go to `denoising_loss`. The encoder is frozen (``stop_gradient``). Returns
+    ``loss_fn(model_fn, batch, key) -> (loss, aux)``; ``model_fn`` acts on latents with
+    ``cond_channels`` = the image channels.
+    """
+    inner = denoising_loss(sde, image_cond_key="lq", **options)
+
+    def loss_fn(model_fn, batch, key):
+        x0 = _x0(batch)
+        k_lq, k_loss = jax.random.split(key)
+        lq = lq_of(batch, x0, k_lq, cond_key, degrade_fn, same_shape=False)
+        z0 = jax.lax.stop_gradient(codec.encode(x0))
+        c = _latent.to_latent_resolution(lq, z0.shape[1:3])
+        return inner(model_fn, {"image": z0, "lq": c}, k_loss)
+
+    return loss_fn
+
+
+def _loss(config, o: LatentOptions, sde):
     codec = _latent.load_autoencoder(o.autoencoder).codec()
     return latent_loss(codec, sde, degrade_fn=degrade_fn(config), **denoising_options(config))
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from ._pieces import lq_of, mean_per_example, x0_of
-from ._registry import Family, FamilyOptions, register_family
+from .._registry import Family, FamilyOptions, register_family
 
 REGRESSION_NORMS = ("l1", "mse")
 

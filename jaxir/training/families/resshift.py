@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from ...samplers._resshift import ResShift, resshift_process
 from ._pieces import int_steps, lq_of, mean_per_example, x0_of
-from ._registry import Family, FamilyOptions, register_family
+from .._registry import Family, FamilyOptions, register_family
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,7 +95,7 @@ class Family:
         options = self.parse_options(config.loss.options)
         if self.loss is not None:
             return self.loss(config, options, sde)
-        from ...operators import make_degradation
+        from ..operators import make_degradation
 
         return self.factory(None, degrade_fn=make_degradation(config.loss.degradation),
                             **dataclasses.asdict(options))
@@ -183,7 +183,7 @@ def get_family(kind: str) -> Family:
 def check_paired(config, options, family: Family) -> None:
     """The checks every family shares: a valid degradation spec, the condition channels, no
     preview grid unless the family has one."""
-    from ...operators import Degradation
+    from ..operators import Degradation
 
     kind, lc = family.name, config.loss
     if lc.degradation is None:
