@@ -7,13 +7,15 @@ the official code and the paper differ).
 
 - DPS, ΠGDM, DDRM, DDNM / DDNM+ (time travel), MCGdiff (particles; exact as they grow);
 - projection / replacement, ILVR, MCG, RePaint, GDP (x_t / x̂0, learned degradation), DiffPIR;
+- DAPS, RED-diff, PnP-DM, EnKG (their own grids), the particle filters FPS / FPS-SMC and TDS;
 - classifier and classifier-free guidance as ``model_fn`` transformations for every sampler.
 
-All of them run on one driver, :func:`sample`: a :class:`Method` builds a reverse step from
+All but the particle filters FPS and TDS (their own loop in the SVD basis) run on one
+driver, :func:`sample`: a :class:`Method` builds a reverse step from
 :class:`Piece` s — a base step (:func:`ddpm`, :func:`ddim`) after :func:`denoise`, composed by
 :func:`chain` with corrections (:func:`guide`, :func:`replace`, :func:`correct`) — and the
 driver checks shapes, batches ``y``, builds the grid, splits the keys and runs one
-``lax.scan``. Every sampler therefore takes the keyword :data:`OPTIONS` (``prediction``,
+``lax.scan``. Every sampler on it therefore takes the keyword :data:`OPTIONS` (``prediction``,
 ``num_steps``, ``spacing``, ``timesteps``, ``cond``, ``x_init``, ``save_every``,
 ``checkpoint``). README, "Add a posterior sampler", writes a new method as one function.
 
@@ -52,6 +54,7 @@ from ._diffpir import SKIP_TYPES as SKIP_TYPES
 from ._diffpir import diffpir_sample as diffpir_sample
 from ._dps import dps_sample as dps_sample
 from ._enkg import enkg_sample as enkg_sample
+from ._fps import fps_sample as fps_sample
 from ._gdp import GDP_SCALES as GDP_SCALES
 from ._gdp import GUIDANCES as GUIDANCES
 from ._gdp import gdp_sample as gdp_sample
@@ -70,6 +73,8 @@ from ._repaint import repaint_sample as repaint_sample
 from ._repaint import repaint_schedule as repaint_schedule
 from ._smc import RESAMPLING as RESAMPLING
 from ._smc import mcgdiff_sample as mcgdiff_sample
+from ._tds import TDS_TAUSQ as TDS_TAUSQ
+from ._tds import tds_sample as tds_sample
 
 __all__ = [
     # posterior samplers: key, model_fn, sde, op, y, sigma_y, shape, **options
@@ -79,6 +84,7 @@ __all__ = [
     "diffpir_sample",
     "dps_sample",
     "enkg_sample",
+    "fps_sample",
     "gdp_sample",
     "ilvr_sample",
     "mcg_sample",
@@ -88,6 +94,7 @@ __all__ = [
     "projection_sample",
     "reddiff_sample",
     "repaint_sample",
+    "tds_sample",
     # their schedules and choices
     "GDP_SCALES",
     "GUIDANCES",
@@ -95,6 +102,7 @@ __all__ = [
     "REDDIFF_WEIGHTINGS",
     "RESAMPLING",
     "SKIP_TYPES",
+    "TDS_TAUSQ",
     "UPSAMPLINGS",
     "repaint_schedule",
     "time_travel_schedule",

@@ -12,6 +12,7 @@ from .. import predictions
 from .._utils import safe_sqrt
 from ..samplers import Samples, time_grid
 from ._common import batch_y, check_x_shape, clip_x0 as _clip, spectral_y
+from ._daps import not_positive
 from ._fps import smc_resample
 from ._smc import _inverse_cdf, check_particle_filter
 
@@ -92,7 +93,7 @@ def tds_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_particles:
         raise ValueError(f"{who}: eta must be in (0, 1] (the proposal must draw), got {eta}")
     if tausq is not None and float(tausq) < 0:
         raise ValueError(f"{who}: tausq must be >= 0 or None, got {tausq}")
-    if not float(sigma_y) > 0:
+    if not_positive(sigma_y):  # a traced σ_y (inside jit) is not checked
         raise ValueError(f"{who}: sigma_y must be > 0 (the final weight is the likelihood), "
                          f"got {sigma_y}")
     if int(num_steps) < 2:
@@ -102,7 +103,7 @@ def tds_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_particles:
     N, n = int(num_particles), int(num_steps)
     _, s, ybar = spectral_y(op, batch_y(op, y, B, who))
     obs = (jnp.arange(s.shape[0]) < ybar.shape[-1]) & (s > 0)
-    var_y = float(sigma_y) ** 2 / jnp.where(obs, s, 1.0) ** 2  # (D,)
+    var_y = jnp.asarray(sigma_y, jnp.float32) ** 2 / jnp.where(obs, s, 1.0) ** 2  # (D,)
     ybar = ybar[:, None]  # (B, 1, D)
 
     ts, _ = time_grid(sde, n, spacing)

@@ -144,6 +144,25 @@ def _enkg(key, prior, op, y, sigma_y, task, steps):
     nfe = ENKG_PARTICLES * (steps + 2 * int(np.sum(m[g])))
     return Samples(x, None, nfe, jnp.all(jnp.isfinite(x)))
 
+
+def _fps(particles):
+    def run(key, prior, op, y, sigma_y, task, steps):
+        from .. import inverse
+
+        out = inverse.fps_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
+                                 _shape(op, y), num_particles=particles,
+                                 prediction=prior.prediction, num_steps=steps)
+        return out._replace(nfe=out.nfe * particles)  # network passes per restored patch
+    return run
+
+
+def _tds(key, prior, op, y, sigma_y, task, steps):
+    from .. import inverse
+
+    out = inverse.tds_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
+                             _shape(op, y), prediction=prior.prediction, num_steps=steps)
+    return out._replace(nfe=out.nfe * 4)  # the official 4 particles, a VJP each
+
 # ---- classical baselines (numpy in [-1, 1], one whole image) ----
 
 def _pinv(y, task: Task, mask):
@@ -236,6 +255,12 @@ METHODS: dict[str, Method] = {
                "PnP-DM (Wu et al. 2024): split Gibbs, EDM SDE prior step, ρ 10 → 0.3"),
         Method("enkg", "diffusion", _ALL, 20, _enkg,
                "EnKG (Zheng et al. 2024): derivative-free; mean of 4 particles, 20 steps (CPU)"),
+        Method("fps", "diffusion", _ALL, 1000, _fps(1),
+               "FPS (Dou & Song 2024): filtering a bridged y_t sequence, 1 particle, c = 0.95"),
+        Method("fps-smc", "diffusion", _ALL, 200, _fps(5),
+               "FPS-SMC (Dou & Song 2024): 5 particles, 200 steps (CPU; official 1000)"),
+        Method("tds", "diffusion", _ALL, 100, _tds,
+               "TDS (Wu et al. 2023): twisted SMC, 4 particles, τ² = 0.12, systematic resampling"),
         Method("pinv", "classical", _ALL, None, _wrap(_pinv),
                "the degraded input A⁺y (nearest upsampling for sr4, holes at 0 for inpaint)"),
         Method("bicubic", "classical", ("sr4",), None, _wrap(_upsample(3)), "bicubic upsampling"),
