@@ -421,7 +421,8 @@ def ddrm_law(p: Problem, n_steps, eta, eta_b, bug=None, init="paper"):
         miss = x0b + (0.0 if bug == "drop_eps" else c) * eb + eta * sb * z
         ca = sb if bug == "after_coef" else c
         aft = x0b + ca * (const(d, ybar) - x0b) / rho_safe + eta * sb * z
-        noise_b = sb if bug == "before_var" else np.sqrt(np.maximum(sb**2 - eta_b**2 * rho**2, 0.0))
+        eb_var = eta if bug == "before_eta" else eta_b  # before_eta: η in place of η_b
+        noise_b = sb if bug == "before_var" else np.sqrt(np.maximum(sb**2 - eb_var**2 * rho**2, 0.0))
         bef = eta_b * const(d, ybar) + (1 - eta_b) * x0b + noise_b * z
         out = missing * miss + after * aft + before * bef
         law = push(law, a_s * (V @ out))
@@ -454,6 +455,8 @@ def pigdm_law(p: Problem, n_steps, eta, noiseless, w=1.0, bug=None):
             v = Ap @ resid
         else:
             r2 = 1.0 - abar(i)
+            if bug == "r2_unsquared":  # r_t² = σ_t²/(α_t + σ_t²): α_t not squared
+                r2 = r2 / (np.sqrt(abar(i)) + r2)
             S = r2 * p.A @ p.A.T + p.sigma_y**2 * np.eye(p.A.shape[0])
             v = (1.0 if bug == "no_r2" else r2) * (p.A.T @ np.linalg.solve(S, np.eye(len(S)))) @ resid
         coef = w * a_t * (1.0 if bug == "no_as" else a_s)
@@ -1051,3 +1054,76 @@ def test_documented_conventions_are_below_resolution():
     q = INP0()
     a, b = repaint_law(q, 10, 2, 3), repaint_law(q, 10, 2, 3, blend_start=True)
     assert law_distance(a, b, N) < 0.01 * _threshold(a)
+
+
+# ============================================================================ spectral basis
+# Two update terms act on directions whose share of the output covariance is too small for the
+# entry-wise z-test in x coordinates (its standard errors scale with the large diagonal entries):
+# DDRM's "noisier than y" variance σ̄_s² − η_b² ρ² when it sets the output's variance along an
+# observed singular direction (ρ ≈ 0.007 there), and ΠGDM's r_t², which only matters where
+# σ_y² is comparable to r_t² s_i². Read in the operator's own basis (z = Vᵀx, V from the
+# oracle's SVD of its dense A), every mean and covariance entry of z has its own standard error,
+# and the same Bonferroni test resolves both. (issue 18 item 4: mutants ddrm-4, pigdm-1.)
+def _rotated(law: oracle.Law, Vt) -> oracle.Law:
+    return oracle.Law.of(Vt @ law.mean, Vt @ law.cov @ Vt.T)
+
+
+D012 = functools.partial(dense_problem, 0.012)
+
+SPECTRAL_CASES = {
+    # DDRM's defaults (η = 0.85, η_b = 1) at 5 steps: the last step arrives at DDPM index 0
+    # (σ̄ = 0.0100), where the top singular direction (s = 1.61, s σ̄ = 0.0161 > σ_y = 0.012)
+    # still follows the noisier rule; its output variance is σ̄² − η_b² ρ² = 4.5e-5
+    # (5.9e-5 with η in place of η_b).
+    "ddrm-dense-sy.012-s5": (D012, lambda p: _ddrm(p, 5, 0.85, 1.0),
+                             lambda p, b: ddrm_law(p, 5, 0.85, 1.0, b), ["before_eta", "before_var"]),
+    # ΠGDM's noisy form with σ_y = 0.5 next to singular values 0.48–1.61 (σ_y² ≈ r_t² s_i²).
+    "pigdm-dense-noisy-sy.5-s25-eta0": (D05, lambda p: _pigdm(p, 25, 0.0),
+                                        lambda p, b: pigdm_law(p, 25, 0.0, False, bug=b),
+                                        ["r2_unsquared", "no_r2"]),
+}
+
+
+@pytest.mark.parametrize("name", list(SPECTRAL_CASES))
+def test_own_law_in_the_spectral_basis(name):
+    """jaxir's draws rotated by Vᵀ against the rotated exact law; each listed wrong update's
+    rotated law must be FAR thresholds away (the rotation is exact: the law of Vᵀx is
+    N(Vᵀμ, VᵀΣV))."""
+    make_problem, runner, law_fn, bugs = SPECTRAL_CASES[name]
+    p = make_problem()
+    _, Vt, s, obs, _, _ = spectral(p.A, p.y, p.sigma_y)
+    if name.startswith("ddrm"):  # the regime the case is built on, with a float32-safe margin
+        sb0 = ac(0)[1] / ac(0)[0]
+        assert s[0] * sb0 > 1.2 * p.sigma_y and np.all(s[1:][obs[1:]] * sb0 < 0.8 * p.sigma_y)
+    law = _rotated(law_fn(p, None), Vt)
+    thr = _threshold(law)
+    for bug in bugs:
+        dist = law_distance(law, _rotated(law_fn(p, bug), Vt), N)
+        assert dist > FAR * thr, f"{name}: mutant {bug!r} only {dist:.1f} se away (thr {thr:.2f})"
+    out = jax.jit(runner(p))(jax.random.key(sum(map(ord, name))))
+    assert bool(out.finite), name
+    assert_own_law(np.asarray(out.x, np.float64).reshape(N, -1) @ Vt.T, law, name)
+
+
+def test_diffpir_quad_grid_is_the_official_one():
+    """DiffPIR's default "quad" schedule, transcribed from the official ``main_ddpir_*.py``:
+    ``seq = [int(√v) for v in linspace(0, N², n)]``, ``seq[-1] −= 1``; step i runs at the DDPM
+    index whose ``√((1 − ᾱ)/ᾱ)`` is nearest ``sigmas[seq[i]]``, with ``sigmas[k] =
+    √((1 − ᾱ)/ᾱ)[N − 1 − k]`` (so index ``N − 1 − seq[i]``; found here by the same nearest
+    search), and moves to the next one; the last step ends at the data. A grid one DDPM index
+    off moves the law of a 10-step run by far less than a z-test can see (see the module
+    docstring), so the grid itself is compared, exactly. (issue 18 item 4: mutant pir-5.)"""
+    from jaxir.inverse._diffpir import _diffpir_grid
+
+    reduced = np.sqrt((1.0 - ABAR) / ABAR)
+    sigmas = reduced[::-1]
+    for n in (10, 25, 100):
+        seq = [int(v) for v in np.sqrt(np.linspace(0, N_TRAIN**2, n))]
+        seq[-1] = seq[-1] - 1
+        official = [int(np.argmin(np.abs(reduced - sigmas[k]))) for k in seq]
+        ts, nxt = _diffpir_grid(SDE, n, "quad")
+        idx = np.asarray(SDE.time_to_index(jnp.asarray(ts)))
+        np.testing.assert_array_equal(idx, official, err_msg=f"n={n}")
+        np.testing.assert_allclose(ts, (np.asarray(official) + 1) * SDE.T / N_TRAIN, rtol=1e-6)
+        np.testing.assert_allclose(nxt[:-1], ts[1:], rtol=0)
+        assert float(nxt[-1]) == 0.0

@@ -138,3 +138,20 @@ def test_sdes_are_pytrees_under_jit_and_grad():
     np.testing.assert_allclose(g, -0.25 * abar_end(20.0), rtol=1e-5)
     with pytest.raises(ValueError, match="betas"):
         sdes.DiscreteVPSDE(jnp.ones((2, 2)))
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve", "ddpm", "irsde"])
+def test_transition_std_is_the_gaussian_composition(name):
+    """The std that ``transition`` returns (not only ``transition_coeffs``): for a linear SDE
+    ``x_t | x_s`` has variance ``σ_t² − (α_t/α_s)² σ_s²``, so that ``x_t | x_0`` composes from
+    ``x_s | x_0`` (issue 18 item 4: mutant sdes-2, ``(α_t/α_s) σ_s²``, passed
+    test_transition_composes, which reads only the mean of ``transition``)."""
+    sde = ALL[name]
+    s, t = 0.3 * sde.T, 0.7 * sde.T
+    a_s, sd_s = (np.float64(v) for v in sde.marginal_coeffs(jnp.asarray(s)))
+    a_t, sd_t = (np.float64(v) for v in sde.marginal_coeffs(jnp.asarray(t)))
+    _, std = sde.transition(jnp.array([0.7, -0.2]), s, t)
+    want = math.sqrt(sd_t**2 - (a_t / a_s) ** 2 * sd_s**2)
+    # float32: the difference of two O(σ_t²) numbers, relative error ≲ 8 u σ_t²/want²
+    tol = 8 * 2.0**-24 * sd_t**2 / want**2 + 1e-6
+    np.testing.assert_allclose(np.float64(std), want, rtol=tol)
