@@ -21,24 +21,56 @@ from ._restore import (
 
 # ---- jaxir evaluate ----
 
-def _cmd_evaluate(args) -> int:
+def evaluation_methods(args):
+    """``--method`` split and checked against ``--task``, ``--samples`` and ``--steps``:
+    ``(names, methods)``."""
     names = [m.strip() for m in args.method.split(",") if m.strip()]
     if not names:
         raise UsageError("--method is empty")
     methods = [_task_and_method(args.task, m)[1] for m in names]
     _check_samples(args.samples, methods)
     _check_steps(args.steps, methods)
-    if args.append and args.overwrite:
-        raise UsageError("--append and --overwrite exclude each other")
+    return names, methods
+
+
+def evaluation_tables(args, may_append: bool):
+    """``(out_dir, stem, csv_path)`` of the tables ``OUT/evaluate_TASK.{csv,md}``; a
+    `UsageError` where one is a folder, or exists without ``--overwrite`` (or ``--append``
+    where ``may_append``)."""
     out_dir = check_output_dir(args.out)
     stem = f"evaluate_{args.task}"
     csv_old, md_old = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
     for f in (csv_old, md_old):
         if f.is_dir():
             raise UsageError(f"{str(f)!r} is a folder, not a file")
-    if not (args.append or args.overwrite) and (csv_old.exists() or md_old.exists()):
+    kept = args.overwrite or (may_append and args.append)
+    if not kept and (csv_old.exists() or md_old.exists()):
+        how = "--append to add rows or --overwrite" if may_append else "--overwrite"
         raise UsageError(f"{str(csv_old if csv_old.exists() else md_old)!r} exists; pass "
-                         f"--append to add rows or --overwrite to replace it")
+                         f"{how} to replace it")
+    return out_dir, stem, csv_old
+
+
+def evaluation_images(args, methods):
+    """The prior (when a method needs one) and the ``--n`` images of ``--data``, one
+    prior-sized window each: ``(prior, size, images)``."""
+    need_prior = any(m.kind == "diffusion" for m in methods)
+    prior = load_prior_or_fail(args.prior) if need_prior else None
+    size = 64 if prior is None else int(prior.image_size)  # one window per image
+    from ..restore._evaluate import load_eval_images
+
+    try:
+        images = load_eval_images(args.data, args.n, size)
+    except (ValueError, TypeError, OSError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    return prior, size, images
+
+
+def _cmd_evaluate(args) -> int:
+    names, methods = evaluation_methods(args)
+    if args.append and args.overwrite:
+        raise UsageError("--append and --overwrite exclude each other")
+    out_dir, stem, csv_old = evaluation_tables(args, may_append=True)
     old = []
     if args.append and csv_old.exists():
         from ..restore._evaluate import read_results
@@ -50,25 +82,11 @@ def _cmd_evaluate(args) -> int:
         if {r["image"] for r in old} != set(range(args.n)):
             raise UsageError(f"--append: {str(csv_old)!r} scores "
                              f"{len({r['image'] for r in old})} images, this run --n {args.n}")
-    need_prior = any(m.kind == "diffusion" for m in methods)
-    prior = load_prior_or_fail(args.prior) if need_prior else None
-    size = 64 if prior is None else int(prior.image_size)  # one window per image
-    from ..restore._evaluate import load_eval_images
-
-    try:
-        images = load_eval_images(args.data, args.n, size)
-    except (ValueError, TypeError, OSError) as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+    prior, size, images = evaluation_images(args, methods)
     # --samples K: diffusion rows are "METHOD (mean of K)" ("METHOD (S steps, mean of K)" with a
     # --steps other than the method's default); classical ones are unchanged.
     # With --append the reference rows (pinv, A⁺y) are kept if the file has them.
-    from ..restore._evaluate import (
-        evaluate,
-        markdown_table,
-        merge_results,
-        summarize,
-        write_results,
-    )
+    from ..restore._evaluate import evaluate, merge_results
 
     reference = not (args.append and any(r["method"] == "pinv" for r in old))
     rows = evaluate(names, args.task, prior=prior, n=args.n, steps=args.steps, seed=args.seed,
@@ -76,8 +94,15 @@ def _cmd_evaluate(args) -> int:
                     samples=args.samples, reference=reference)
     if old:
         rows = merge_results(old, rows)
-    print(f"{args.task} on {args.n} images of {args.data} ({size}x{size}); "
-          f"mean ± 95% CI:")
+    return write_evaluation(rows, out_dir, stem, f"{args.task} on {args.n} images of "
+                            f"{args.data} ({size}x{size}); mean ± 95% CI:")
+
+
+def write_evaluation(rows, out_dir, stem: str, heading: str) -> int:
+    """Print ``heading`` and the summary table of ``rows``, write ``OUT/STEM.{csv,md}``."""
+    from ..restore._evaluate import markdown_table, summarize, write_results
+
+    print(heading)
     print(markdown_table(summarize(rows)))
     csv_path, md_path = write_results(rows, out_dir, stem)
     print(f"wrote {csv_path} and {md_path}")

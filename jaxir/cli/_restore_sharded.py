@@ -144,40 +144,24 @@ def cmd_restore_sharded(args) -> int:
 
 def cmd_evaluate_sharded(args) -> int:
     """``jaxir evaluate`` over a mesh / several hosts (see the module docstring)."""
-    from ._restore import _check_samples, _check_steps, _task_and_method, load_prior_or_fail
+    from ._evaluate import (
+        evaluation_images,
+        evaluation_methods,
+        evaluation_tables,
+        write_evaluation,
+    )
 
-    names = [m.strip() for m in args.method.split(",") if m.strip()]
-    if not names:
-        raise UsageError("--method is empty")
-    methods = [_task_and_method(args.task, m)[1] for m in names]
-    _check_samples(args.samples, methods)
-    _check_steps(args.steps, methods)
+    names, methods = evaluation_methods(args)
     check_mesh(args)
     if args.append:
         raise UsageError("--append is for one device; with --mesh a rerun resumes from "
                          "OUT/evaluate_TASK.shards instead")
-    out_dir = check_output_dir(args.out)
-    stem = f"evaluate_{args.task}"
-    csv_old, md_old = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
-    for f in (csv_old, md_old):
-        if f.is_dir():
-            raise UsageError(f"{str(f)!r} is a folder, not a file")
-    if not args.overwrite and (csv_old.exists() or md_old.exists()):
-        raise UsageError(f"{str(csv_old if csv_old.exists() else md_old)!r} exists; pass "
-                         f"--overwrite to replace it")
+    out_dir, stem, _ = evaluation_tables(args, may_append=False)
     mesh = setup_devices(args)
-    need_prior = any(m.kind == "diffusion" for m in methods)
-    prior = load_prior_or_fail(args.prior) if need_prior else None
-    size = 64 if prior is None else int(prior.image_size)
+    prior, size, images = evaluation_images(args, methods)
     import jax
 
     from .. import distributed
-    from ..restore._evaluate import load_eval_images, markdown_table, summarize, write_results
-
-    try:
-        images = load_eval_images(args.data, args.n, size)
-    except (ValueError, TypeError, OSError) as e:
-        raise UsageError(str(e).splitlines()[0]) from None
     try:
         rows = distributed.evaluate(names, args.task, images, prior=prior, steps=args.steps,
                                     seed=args.seed, samples=args.samples, mesh=mesh,
@@ -187,9 +171,6 @@ def cmd_evaluate_sharded(args) -> int:
         raise UsageError(str(e).splitlines()[0]) from None
     if jax.process_index() != 0:
         return 0
-    print(f"{args.task} on {args.n} images of {args.data} ({size}x{size}), {mesh.size} "
-          f"devices, {jax.process_count()} process(es); mean ± 95% CI:")
-    print(markdown_table(summarize(rows)))
-    csv_path, md_path = write_results(rows, out_dir, stem)
-    print(f"wrote {csv_path} and {md_path}")
-    return 0
+    return write_evaluation(rows, out_dir, stem, f"{args.task} on {args.n} images of "
+                            f"{args.data} ({size}x{size}), {mesh.size} devices, "
+                            f"{jax.process_count()} process(es); mean ± 95% CI:")

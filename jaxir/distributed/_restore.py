@@ -42,8 +42,8 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
         ``(N, H, W, channels)`` float32 in [-1, 1], the same on every process.
     """
     from ..restore._methods import default_settings
-    from ..restore._patches import blend_patches, extract_patches, patch_positions
-    from ..restore._restore import _as_method, _as_task, _pad_amount, _split_output
+    from ..restore._patches import Tiling
+    from ..restore._restore import _as_method, _as_task, _split_output
     from ..restore._restore import restore_images as one_device
 
     task = _as_task(task)
@@ -64,25 +64,12 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
         raise ValueError(f"samples must be a positive integer, got {samples}")
     n, h, w, _ = y.shape
     f, p, channels = task.factor, int(prior.image_size), int(prior.channels)
-    if p % f:
-        raise ValueError(f"the prior's size {p} is not a multiple of the task factor {f}")
     if mask is not None:
         mask = np.asarray(mask, np.float32).reshape(n, h * f, w * f, 1)
-    ph, pw = _pad_amount(h, p // f), _pad_amount(w, p // f)
-    if ph != (0, 0) or pw != (0, 0):
-        y = np.pad(y, ((0, 0), ph, pw, (0, 0)), mode="symmetric")
-        if mask is not None:
-            mask = np.pad(mask, ((0, 0), (ph[0] * f, ph[1] * f), (pw[0] * f, pw[1] * f), (0, 0)),
-                          mode="symmetric")
-    Hp, Wp = y.shape[1] * f, y.shape[2] * f
-    if stride is None:
-        stride = max(f, (3 * p // 4) // f * f)
-    if stride % f or not 0 < stride <= p:
-        raise ValueError(f"stride must be a multiple of {f} in (0, {p}], got {stride}")
-    tops, lefts = patch_positions(Hp, p, stride, f), patch_positions(Wp, p, stride, f)
-    inputs = {"y": np.asarray(extract_patches(y, tops // f, lefts // f, p // f))}
+    tiling = Tiling(y, mask, p, f, stride, channels)
+    inputs = {"y": np.asarray(tiling.y_patches)}
     if mask is not None:
-        inputs["mask"] = np.asarray(extract_patches(mask, tops, lefts, p))
+        inputs["mask"] = np.asarray(tiling.mask_patches)
     x_shape = (p, p, channels)
     seen: dict = {}
 
@@ -103,5 +90,4 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
                        per_device=per_device)
     if info is not None:
         info.update(nfe=seen.get("nfe"), windows=len(x_p), samples=samples, steps=steps)
-    out = blend_patches(np.asarray(x_p), (n, Hp, Wp, channels), tops, lefts)
-    return np.clip(out[:, ph[0] * f:Hp - ph[1] * f, pw[0] * f:Wp - pw[1] * f], -1.0, 1.0)
+    return tiling.assemble(x_p)

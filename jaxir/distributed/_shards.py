@@ -8,6 +8,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from ..restore._io import atomic_write
 from ._samplers import sample_workdir
 
 
@@ -33,23 +34,6 @@ def _sync(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
-
-
-def atomic_write(path, write: Callable) -> Path:
-    """``write(tmp_path)`` then ``os.replace(tmp_path, path)``: ``path`` is either absent or
-    complete, never half-written (a killed job leaves at most a ``.*.tmp*`` file, which
-    :func:`run_shards` removes). The temporary file is in the same folder (same filesystem)."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def check_manifest(out_dir, settings: dict) -> None:

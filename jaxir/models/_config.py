@@ -127,7 +127,32 @@ class _TimeMixin:
 
 
 @dataclasses.dataclass(frozen=True)
-class UNetConfig(_TimeMixin):
+class _DownPath(_TimeMixin):
+    """The fields the U-Net and the classifier share (their down paths are the same), with
+    the U-Net's defaults; `UNetConfig` documents them. A subclass that redeclares a field
+    changes its default and keeps its place."""
+
+    in_channels: int = 3
+    base_channels: int = 128
+    channel_mults: tuple[int, ...] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16,)
+    image_size: int = 32
+    num_heads: int = 1
+    num_head_channels: int | None = None
+    dropout: float = 0.0
+    num_groups: int = 32
+    time_embedding: str = "sinusoidal"
+    time_scale: float | None = None
+    fourier_scale: float = 16.0
+    fourier_seed: int = 0
+    resblock_updown: bool = False
+    use_scale_shift_norm: bool = False
+    scale_skip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig(_DownPath):
     """Structure of a `UNet` (ADM / DDPM++ family).
 
     Attributes:
@@ -163,26 +188,9 @@ class UNetConfig(_TimeMixin):
       scale_skip: divide every residual sum by √2 (DDPM++ `skip_rescale`).
     """
 
-    in_channels: int = 3
     out_channels: int = 3
-    base_channels: int = 128
-    channel_mults: tuple[int, ...] = (1, 2, 2, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (16,)
-    image_size: int = 32
-    num_heads: int = 1
-    num_head_channels: int | None = None
-    dropout: float = 0.0
-    num_groups: int = 32
-    time_embedding: str = "sinusoidal"
-    time_scale: float | None = None
-    fourier_scale: float = 16.0
-    fourier_seed: int = 0
     num_classes: int | None = None
     cond_channels: int = 0
-    resblock_updown: bool = False
-    use_scale_shift_norm: bool = False
-    scale_skip: bool = False
 
     def __post_init__(self) -> None:
         _validate_common(self)
@@ -199,7 +207,7 @@ class UNetConfig(_TimeMixin):
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierConfig(_TimeMixin):
+class ClassifierConfig(_DownPath):
     """Structure of a `NoisyClassifier`: the U-Net's down path and middle block, then
     GroupNorm, SiLU, global average pooling and a linear head (ADM's encoder classifier).
 
@@ -207,23 +215,11 @@ class ClassifierConfig(_TimeMixin):
     """
 
     num_classes: int = 10
-    in_channels: int = 3
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
     attention_resolutions: tuple[int, ...] = ()
-    image_size: int = 32
-    num_heads: int = 1
-    num_head_channels: int | None = None
-    dropout: float = 0.0
     num_groups: int = 8
-    time_embedding: str = "sinusoidal"
-    time_scale: float | None = None
-    fourier_scale: float = 16.0
-    fourier_seed: int = 0
-    resblock_updown: bool = False
-    use_scale_shift_norm: bool = False
-    scale_skip: bool = False
 
     def __post_init__(self) -> None:
         _validate_common(self)
@@ -251,15 +247,9 @@ _UNET_PRESETS: dict[str, UNetConfig] = {
         num_heads=4,
         num_groups=8,
     ),
-    # The published DDPM CIFAR-10 network (Ho et al. 2020, 35.7M parameters).
-    "base": UNetConfig(
-        base_channels=128,
-        channel_mults=(1, 2, 2, 2),
-        num_res_blocks=2,
-        attention_resolutions=(16,),
-        image_size=32,
-        dropout=0.1,
-    ),
+    # The published DDPM CIFAR-10 network (Ho et al. 2020, 35.7M parameters): UNetConfig's
+    # defaults (128 channels, mults (1, 2, 2, 2), 2 blocks, attention at 16, 32 px) + dropout.
+    "base": UNetConfig(dropout=0.1),
     # ADM ImageNet 64×64, class-conditional (Dhariwal & Nichol 2021, guided-diffusion flags).
     "adm64": UNetConfig(
         base_channels=192,

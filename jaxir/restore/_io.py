@@ -140,38 +140,37 @@ def load_mask(path, *, max_side: int | None = None) -> np.ndarray:
     return (load_image(path, channels=1, max_side=max_side) > 0).astype(np.float32)
 
 
+def atomic_write(path, write) -> Path:
+    """``write(tmp_path)`` then ``os.replace(tmp_path, path)``, the temporary file beside
+    ``path`` (same filesystem): ``path`` is either as it was or complete, never half-written;
+    an error leaves no temporary file, a killed process at most a ``.NAME.tmpPID.SUFFIX``
+    (``jaxir.distributed.run_shards`` removes stale ones)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def _atomic_save(pil_image, path: Path) -> Path:
-    """Write ``pil_image`` to a temporary file beside ``path``, then rename it over ``path``:
-    a reader never sees a half-written file, and an error leaves ``path`` as it was."""
+    """``pil_image`` written to ``path`` through :func:`atomic_write` (format from the
+    suffix)."""
     from PIL import Image
 
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pil_image.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: pil_image.save(tmp, format=fmt))
 
 
 def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it over
-    ``path``: an error or an interruption leaves an existing ``path`` as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """``text`` (UTF-8) written to ``path`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_image(path, x) -> Path:

@@ -82,3 +82,49 @@ def blend_weights(height: int, width: int, patch: int, stride: int) -> np.ndarra
     for k, (t, lf) in enumerate((t, lf) for t in tops for lf in lefts):
         out[k, t:t + patch, lf:lf + patch] = win
     return out / out.sum(0, keepdims=True)
+
+
+def _pad_amount(size: int, target: int) -> tuple[int, int]:
+    extra = max(target - size, 0)
+    return extra // 2, extra - extra // 2
+
+
+class Tiling:
+    """A batch of measurements ``y`` ``(N, h, w, c)`` cut into the prior's windows.
+
+    ``y`` is reflect-padded (whole low-resolution pixels) to at least one window of ``patch``
+    high-resolution pixels (``factor`` per low-resolution pixel); windows start every
+    ``stride`` pixels (default ¾ of the patch, a multiple of ``factor``). ``y_patches``
+    (and ``mask_patches`` for a high-resolution ``mask`` ``(N, h·f, w·f, 1)``) hold the
+    windows' measurements; :meth:`assemble` blends restored windows back and crops the padding.
+    """
+
+    def __init__(self, y, mask, patch: int, factor: int, stride: int | None, channels: int):
+        f, p = int(factor), int(patch)
+        if p % f:
+            raise ValueError(f"the prior's size {p} is not a multiple of the task factor {f}")
+        n, h, w, _ = y.shape
+        ph, pw = _pad_amount(h, p // f), _pad_amount(w, p // f)
+        if ph != (0, 0) or pw != (0, 0):
+            y = np.pad(y, ((0, 0), ph, pw, (0, 0)), mode="symmetric")
+            if mask is not None:
+                mask = np.pad(mask, ((0, 0), (ph[0] * f, ph[1] * f), (pw[0] * f, pw[1] * f),
+                                     (0, 0)), mode="symmetric")
+        hp, wp = y.shape[1] * f, y.shape[2] * f
+        if stride is None:
+            stride = max(f, (3 * p // 4) // f * f)
+        if stride % f or not 0 < stride <= p:
+            raise ValueError(f"stride must be a multiple of {f} in (0, {p}], got {stride}")
+        self.tops, self.lefts = patch_positions(hp, p, stride, f), patch_positions(wp, p, stride, f)
+        self.y_patches = extract_patches(y, self.tops // f, self.lefts // f, p // f)
+        self.mask_patches = (None if mask is None
+                             else extract_patches(mask, self.tops, self.lefts, p))
+        self.shape = (n, hp, wp, int(channels))
+        self._crop = (slice(ph[0] * f, hp - ph[1] * f), slice(pw[0] * f, wp - pw[1] * f))
+
+    def assemble(self, x_p) -> np.ndarray:
+        """Blend restored windows ``(windows, patch, patch, channels)`` into the images, crop
+        the padding, clip to [-1, 1]."""
+        out = blend_patches(np.asarray(x_p)[:len(self.y_patches)], self.shape, self.tops,
+                            self.lefts)
+        return np.clip(out[:, self._crop[0], self._crop[1]], -1.0, 1.0)

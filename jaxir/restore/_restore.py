@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._methods import Method, default_settings, get_method
-from ._patches import blend_patches, extract_patches, patch_positions
+from ._patches import Tiling
 from ._progress import StepBar, with_step_callback
 from ._tasks import Task, get_task
 
@@ -26,11 +26,6 @@ def _as_method(method, task: Task) -> Method:
             raise ValueError(f"method {method.name!r} does not support task {task.name!r}")
         return method
     return get_method(method, task.name)
-
-
-def _pad_amount(size: int, target: int) -> tuple[int, int]:
-    extra = max(target - size, 0)
-    return extra // 2, extra - extra // 2
 
 
 def _split_output(out):
@@ -187,24 +182,9 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
     if prior is None:
         raise ValueError(f"method {method.name!r} needs a prior")
     p, channels = int(prior.image_size), int(prior.channels)
-    if p % f:
-        raise ValueError(f"the prior's size {p} is not a multiple of the task factor {f}")
     steps = default_steps if steps is None else int(steps)
-    # pad (reflect) to at least one window, in whole low-resolution pixels
-    ph, pw = _pad_amount(h, p // f), _pad_amount(w, p // f)
-    if ph != (0, 0) or pw != (0, 0):
-        y = np.pad(y, ((0, 0), ph, pw, (0, 0)), mode="symmetric")
-        if mask is not None:
-            mask = np.pad(mask, ((0, 0), (ph[0] * f, ph[1] * f), (pw[0] * f, pw[1] * f), (0, 0)),
-                          mode="symmetric")
-    Hp, Wp = y.shape[1] * f, y.shape[2] * f
-    if stride is None:
-        stride = max(f, (3 * p // 4) // f * f)
-    if stride % f or not 0 < stride <= p:
-        raise ValueError(f"stride must be a multiple of {f} in (0, {p}], got {stride}")
-    tops, lefts = patch_positions(Hp, p, stride, f), patch_positions(Wp, p, stride, f)
-    y_p = extract_patches(y, tops // f, lefts // f, p // f)
-    m_p = None if mask is None else extract_patches(mask, tops, lefts, p)
+    tiling = Tiling(y, mask, p, f, stride, channels)
+    y_p, m_p = tiling.y_patches, tiling.mask_patches
     total = y_p.shape[0]
     chunk = max(1, min(int(batch_size) // samples, total))
     run, run_info = _patch_runner(prior, method, task, steps, chunk, p, channels,
@@ -243,9 +223,7 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
     if info is not None:
         info.update(nfe=run_info["nfe"], windows=total, samples=samples, steps=steps)
 
-    def assemble(x_p):
-        out = blend_patches(x_p[:total], (n, Hp, Wp, channels), tops, lefts)
-        return np.clip(out[:, ph[0] * f:Hp - ph[1] * f, pw[0] * f:Wp - pw[1] * f], -1.0, 1.0)
+    assemble = tiling.assemble
 
     if return_samples:
         xs = np.concatenate(outs, axis=1)  # (samples, windows, ...)
