@@ -7,7 +7,7 @@ the official code and the paper differ).
 
 - DPS, ΠGDM, DDRM, DDNM / DDNM+ (time travel), MCGdiff (particles; exact as they grow);
 - projection / replacement, ILVR, MCG, RePaint, GDP (x_t / x̂0, learned degradation), DiffPIR;
-- DAPS, RED-diff, PnP-DM, EnKG (their own grids), the particle filters FPS / FPS-SMC and TDS;
+- DAPS, RED-diff, PnP-DM, EnKG, DCPS (their own grids), the particle filters FPS / FPS-SMC, TDS;
 - classifier and classifier-free guidance as ``model_fn`` transformations for every sampler.
 
 All but the particle filters FPS and TDS (their own loop in the SVD basis) run on one
@@ -32,6 +32,7 @@ prior on R⁴, its first two coordinates observed)::
 
 from ._common import x0_and_vjp as x0_and_vjp
 from ._daps import daps_sample as daps_sample
+from ._dcps import dcps_sample as dcps_sample
 from ._ddnm import ddnm_sample as ddnm_sample
 from ._ddnm import time_travel_schedule as time_travel_schedule
 from ._ddrm import ddrm_sample as ddrm_sample
@@ -79,6 +80,7 @@ from ._tds import tds_sample as tds_sample
 __all__ = [
     # posterior samplers: key, model_fn, sde, op, y, sigma_y, shape, **options
     "daps_sample",
+    "dcps_sample",
     "ddnm_sample",
     "ddrm_sample",
     "diffpir_sample",
