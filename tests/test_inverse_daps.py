@@ -182,7 +182,7 @@ def test_bad_arguments(kw, match):
         daps_sample(jax.random.key(0), g.model_fn(SDE), SDE, op, jnp.ones(1), None, (2, 3), **kw)
 
 
-@pytest.mark.parametrize("method", ["daps", "reddiff", "pnpdm", "enkg", "fps", "fps-smc", "tds"])
+@pytest.mark.parametrize("method", ["daps", "reddiff", "pnpdm", "enkg", "fps", "fps-smc", "tds", "dcps"])
 def test_gmm_benchmark_runs_the_issue16_methods(method):
     """``jaxir bench gmm --methods <name>`` path: each runs on padded problems (dy = 1 padded
     to 2 rows), finite, with a distance row per (dy, problem)."""

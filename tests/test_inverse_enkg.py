@@ -283,7 +283,7 @@ def test_errors_and_nfe():
     assert run((2, 3), num_steps=6).nfe == 6 + 2 * int(np.sum(m[gd]))
 
 
-@pytest.mark.parametrize("name", ["daps", "reddiff", "pnpdm", "enkg", "fps", "fps-smc", "tds"])
+@pytest.mark.parametrize("name", ["daps", "reddiff", "pnpdm", "enkg", "fps", "fps-smc", "tds", "dcps"])
 def test_restore_methods_run(name):
     """The ``jaxir restore`` / ``evaluate`` entries run on 8 × 8 × 3 patches with an exact
     Gaussian prior (4× SR; tiny step counts): right shape, finite, NFE > 0."""
@@ -295,7 +295,8 @@ def test_restore_methods_run(name):
     g = exact.Gaussian(jnp.zeros(192), 0.3 * jnp.eye(192))
     model = lambda x, t, c=None: g.model_fn(sde)(x.reshape(x.shape[0], -1), t).reshape(x.shape)
     prior = priors.Prior(model, sde, "eps", 8, 3, None, None, None)
-    steps = {"daps": 3, "reddiff": 5, "pnpdm": 2, "enkg": 4, "fps": 4, "fps-smc": 4, "tds": 4}[name]
+    steps = {"daps": 3, "reddiff": 5, "pnpdm": 2, "enkg": 4, "fps": 4, "fps-smc": 4, "tds": 4,
+             "dcps": 6}[name]
     for task_name in ("sr4",):
         task = TASKS[task_name]
         op = task.make_operator((8, 8, 3), None)
@@ -303,5 +304,6 @@ def test_restore_methods_run(name):
         out = METHODS[name].run(jax.random.key(0), prior, op, y, task.sigma_y, task, steps)
         assert out.x.shape == (2, 8, 8, 3) and bool(jnp.all(jnp.isfinite(out.x))) and out.nfe > 0
         # network passes per patch: the particle filters count every particle
-        want = {"fps": steps, "fps-smc": 5 * steps, "tds": 4 * steps}.get(name)
+        want = {"fps": steps, "fps-smc": 5 * steps, "tds": 4 * steps,
+                "dcps": 3 * 5 + (steps - 1) * 3}.get(name)
         assert want is None or out.nfe == want, (name, out.nfe)
