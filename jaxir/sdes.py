@@ -84,9 +84,16 @@ class LinearSDE(eqx.Module):
         return jax.jvp(lambda u: self._log_alpha_and_var(u)[0], (t,), (jnp.ones_like(t),))[1]
 
     def diffusion(self, t):
-        """``g(t)`` with ``g² = dσ²/dt − 2 f σ²`` (autodiff unless overridden)."""
+        """``g(t)`` with ``g² = dσ²/dt − 2 f σ²`` (autodiff unless overridden).
+
+        Where ``σ(t) = 0`` (the start of most processes) a ``σ = √v`` written by the user has
+        an infinite slope and autodiff gives ``0 · ∞``; there ``g`` is its right limit, taken
+        at ``t + 1e-6 · max(T, 1)`` (relative error ~1e-6 · |d log g²/dt| for a smooth ``g``).
+        """
         t = jnp.asarray(t, jnp.result_type(float))
-        (la, var), (dla, dvar) = jax.jvp(self._log_alpha_and_var, (t,), (jnp.ones_like(t),))
+        at_zero = self.marginal_coeffs(t)[1] == 0
+        u = jnp.where(at_zero, t + 1e-6 * max(float(self.T), 1.0), t)
+        (la, var), (dla, dvar) = jax.jvp(self._log_alpha_and_var, (u,), (jnp.ones_like(u),))
         return safe_sqrt(dvar - 2.0 * dla * var)
 
     def drift(self, x, t):

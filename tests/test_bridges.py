@@ -151,8 +151,6 @@ def test_bridge_sdes_have_the_hand_written_coefficients(name):
     t0 = _t0(b)
     x = jnp.array([-0.8, 0.9])
     for t in t0 + np.arange(97) * (b.T - t0) / 97:
-        if name == "user_ou" and t == 0:
-            continue  # the autodiff g(0) of a user SDE: test_user_sde_diffusion_at_t0 (xfail)
         a, v, m, f, u, g2 = _coeffs(name, t)
         tt = jnp.float32(t)
         # float32 floor; GOUB's θ_i = 1 − ᾱ_{i+1}/ᾱ_0 (official) loses ε/θ_i to cancellation
@@ -163,16 +161,16 @@ def test_bridge_sdes_have_the_hand_written_coefficients(name):
         np.testing.assert_allclose(b.sde.drift(x, tt), f * np.asarray(x) + u, rtol=rtol, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="LinearSDE.diffusion by autodiff gives g(0) = 0 when "
-                   "σ(0) = 0 (2σσ' = 0·∞ → NaN → safe_sqrt → 0); OU's g(0) is √2")
 def test_user_sde_diffusion_at_t0():
-    """A known defect of jaxir.sdes (reported, not fixed here): the generic ``g² = dσ²/dt −
-    2fσ²`` differentiates σ² through the user's σ = √(…), infinite-slope at t = 0, so a user
-    SDE's diffusion is 0 exactly at t = 0 (and any forward simulation's first step from t = 0
-    draws no noise). Strict: this test fails once it is fixed, and should then be turned into
-    a plain assertion."""
-    g = float(BRIDGES["user_ou"].sde.diffusion(jnp.float32(0.0)))
-    np.testing.assert_allclose(g**2, 2.0, rtol=1e-5)
+    """The generic ``g² = dσ²/dt − 2fσ²`` differentiates σ² through the user's σ = √(…),
+    infinite-slope at t = 0 (0 · ∞); ``LinearSDE.diffusion`` takes the right limit there, at
+    t = δ = 1e-6: OU's g² = 2 e^{−2t} is then 2(1 − 2δ), within 2e-6 + float32 rounding of
+    g(0)² = 2 (without the limit it was 0: a forward simulation from t = 0 drew no noise on its
+    first step). The gradient of g at t = 0 is finite."""
+    sde = BRIDGES["user_ou"].sde
+    g = float(sde.diffusion(jnp.float32(0.0)))
+    np.testing.assert_allclose(g**2, 2.0, rtol=2e-6 + 8 * EPS32)
+    assert np.isfinite(float(jax.grad(sde.diffusion)(jnp.float32(0.0))))
 
 
 @pytest.mark.parametrize("name", list(BRIDGES))
