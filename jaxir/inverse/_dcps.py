@@ -75,8 +75,9 @@ def dcps_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_blocks: i
     the R^6 Gaussian problem of ``tests/test_inverse_dcps.py`` (exact score, σ_y = 0.1, the
     official image defaults; 100,000 draws): posterior means off by up to 0.14 posterior sd,
     variances 1.5–3.9× the posterior's. The normalised SGD moves the mean by ``lr`` = 1.5 in
-    L2 per step — a step sized for 256² images: on small problems pass a smaller ``lr``, as
-    the official trajectory demo's 0.05 (there: means within 0.08 sd, variances 0.81–0.95×).
+    L2 per step, a step sized for 256² images in [-1, 1] (``jaxir restore`` keeps it per
+    pixel: ``lr ∝ √D``); on that R^6 problem the trajectory demo's 0.05 does better (means
+    within 0.08 sd, variances 0.81–0.95×), on the GMM benchmark (priors over ±16) 1.5 does.
 
     Deviations from the official code (``Badr-MOUFAD/dcps``, ``src/posterior_samplers``):
 
@@ -89,7 +90,8 @@ def dcps_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_blocks: i
 
     Defaults (official ``demo_imges.py``): L = 4 block ends (3 blocks), ``n_steps = 300``
     DDIM(η = 1) moves (100 per block), 5 Langevin steps, γ = 1e-3, SGD, 2 gradient steps,
-    lr = 1.5 (the function's own default is 1.0; the trajectory demo uses 0.05).
+    lr = 1.5 (the official function's own defaults: lr 1.0, 10 Langevin steps; the trajectory
+    demo: lr 0.05).
 
     Runs on :func:`~jaxir.inverse.sample` with its own grid (``timesteps`` is refused,
     ``spacing`` ignored). Random draws: ``k_init, k_steps = split(key)``;
