@@ -107,6 +107,10 @@ METHODS = {
     "fps": _ddim_runner(fps_sample, num_particles=1, eta="eta", clip_x0=False),
     "fps-smc": _ddim_runner(fps_sample, num_particles=5, eta="eta", clip_x0=False),
     "tds": _ddim_runner(tds_sample, eta="eta", tausq=None, clip_x0=False),
+    # TDS is exact as its particles grow (the twist sets only the efficiency): more particles
+    "tds-32": _ddim_runner(tds_sample, num_particles=32, eta="eta", tausq=None, clip_x0=False),
+    "tds-128": _ddim_runner(tds_sample, num_particles=128, eta="eta", tausq=None,
+                            clip_x0=False),
     # DCPS: the setting's steps as its n_steps (3 blocks; 33 moves each for 100 steps, 6 for
     # 20), the official image defaults otherwise (η = 1, 5 Langevin steps, lr 1.5: on a
     # 4-problem pilot at (100, 0.6) it beat the trajectory demo's 0.05 at every dy). NFE 309
