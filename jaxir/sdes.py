@@ -84,12 +84,9 @@ class LinearSDE(eqx.Module):
         return jax.jvp(lambda u: self._log_alpha_and_var(u)[0], (t,), (jnp.ones_like(t),))[1]
 
     def diffusion(self, t):
-        """``g(t)`` with ``g² = dσ²/dt − 2 f σ²`` (autodiff unless overridden).
-
-        Where ``σ(t) = 0`` (the start of most processes) a ``σ = √v`` written by the user has
-        an infinite slope and autodiff gives ``0 · ∞``; there ``g`` is its right limit, taken
-        at ``t + 1e-6 · max(T, 1)`` (relative error ~1e-6 · |d log g²/dt| for a smooth ``g``).
-        """
+        """``g(t)`` with ``g² = dσ²/dt − 2 f σ²`` (autodiff unless overridden). Where
+        ``σ(t) = 0`` a user's ``σ = √v`` has an infinite slope (autodiff: ``0 · ∞``): there
+        ``g`` is its right limit, taken at ``t + 1e-6 · max(T, 1)``."""
         t = jnp.asarray(t, jnp.result_type(float))
         at_zero = self.marginal_coeffs(t)[1] == 0
         u = jnp.where(at_zero, t + 1e-6 * max(float(self.T), 1.0), t)

@@ -274,16 +274,9 @@ _CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
         image_size=16,
         num_groups=8,
     ),
-    "small": ClassifierConfig(
-        num_classes=10,
-        base_channels=32,
-        channel_mults=(1, 2, 2),
-        num_res_blocks=2,
-        attention_resolutions=(16,),
-        image_size=32,
-        num_heads=4,
-        num_groups=8,
-    ),
+    # the down path of the "small" U-Net
+    "small": ClassifierConfig(num_classes=10, **{
+        f.name: getattr(_UNET_PRESETS["small"], f.name) for f in dataclasses.fields(_DownPath)}),
 }
 
 

@@ -24,6 +24,14 @@ def _check_factor(shape, factor, who: str) -> tuple[tuple[int, int, int], int]:
     return shape, factor
 
 
+def _set_shapes(op, shape, factor, who: str) -> tuple[tuple[int, int, int], int]:
+    """Check ``shape`` and ``factor`` and set ``op``'s ``x_shape``, ``y_shape`` and ``factor``."""
+    shape, factor = _check_factor(shape, factor, who)
+    h, w, c = shape
+    op.x_shape, op.y_shape, op.factor = shape, (h // factor, w // factor, c), factor
+    return shape, factor
+
+
 class SuperResolution(_OutputBasis):
     """Block-average downsampling by an integer ``factor`` (DDRM's "SR by averaging").
 
@@ -49,11 +57,7 @@ class SuperResolution(_OutputBasis):
     y_shape: tuple[int, int, int] = eqx.field(static=True)
 
     def __init__(self, shape, factor: int):
-        shape, factor = _check_factor(shape, factor, "SuperResolution")
-        h, w, c = shape
-        self.x_shape = shape
-        self.y_shape = (h // factor, w // factor, c)
-        self.factor = factor
+        shape, factor = _set_shapes(self, shape, factor, "SuperResolution")
         self.q = jnp.asarray(_constant_first_basis(factor * factor))
 
     def _blocks(self, x: Array) -> Array:
@@ -147,11 +151,8 @@ class BicubicSuperResolution(_SeparableSVD):
     y_shape: tuple[int, int, int] = eqx.field(static=True)
 
     def __init__(self, shape, factor: int):
-        shape, factor = _check_factor(shape, factor, "BicubicSuperResolution")
+        shape, factor = _set_shapes(self, shape, factor, "BicubicSuperResolution")
         h, w, c = shape
-        self.x_shape = shape
-        self.y_shape = (h // factor, w // factor, c)
-        self.factor = factor
         self.ur, sr, self.vtr = _np_svd(_bicubic_matrix(h, factor))
         self.uc, sc, self.vtc = _np_svd(_bicubic_matrix(w, factor))
         self.s2d = sr[:, None] * sc[None, :]
