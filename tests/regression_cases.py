@@ -936,7 +936,7 @@ def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], *, rtol: fl
             continue
         if w.dtype.kind == "f":
             fin = np.isfinite(w)
-            if not np.array_equal(fin, np.isfinite(g)) or not np.array_equal(g[~fin], w[~fin]):
+            if not np.array_equal(fin, np.isfinite(g)) or not np.array_equal(g[~fin], w[~fin], equal_nan=True):
                 problems.append(f"{name}: non-finite entries differ")
                 continue
             scale = float(np.max(np.abs(w[fin]))) if fin.any() else 0.0

@@ -185,6 +185,27 @@ def test_gmm_benchmark_rows_are_json():
     assert "| ddrm |" in gmm.format_table(summary)
 
 
+def test_gmm_methods_ignore_what_they_do_not_read():
+    """``reads_setting`` lets experiments/gmm_posterior/run.py share a method's rows between
+    settings that agree on what it reads: a method declared free of η must give the same
+    samples for another η, and the η-readers must not."""
+    p = gmm.make_problem(jax.random.key(3), 4, 1)
+    key = jax.random.key(4)
+
+    def run(m, steps, eta):
+        return np.asarray(gmm.METHODS[m](key, p, gmm.gmm_sde(steps), 8, steps, eta))
+
+    free = [m for m in gmm.METHODS if "eta" not in gmm.reads_setting(m)]
+    assert set(free) == {"ddrm", "daps", "reddiff", "pnpdm", "enkg", "dcps"}
+    for m in free + ["dps", "fps", "tds"]:  # and three η-readers: the check can fail
+        a, b = run(m, 20, 0.6), run(m, 20, 0.85)
+        if m in free:
+            np.testing.assert_array_equal(a, b, err_msg=m)
+        else:
+            assert np.abs(a - b).max() > 1e-3, m
+    assert all("num_steps" in gmm.reads_setting(m) for m in gmm.METHODS)
+
+
 # ---- the driver (jaxir.inverse.sample): a method written on it, and what every method gets ----
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

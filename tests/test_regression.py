@@ -171,6 +171,12 @@ def test_compare_catches_changes():
                 {k: v for k, v in w.items() if k != "n"},
                 {**w, "x": w["x"].astype(np.float64)}, {**w, "s/nfe": np.array(41)}):
         assert rc.compare(bad, w), bad
+    # non-finite entries: the same NaN / inf in the same places match (an LPIPS column of
+    # images too small for AlexNet is all NaN); NaN for inf or a number does not
+    nan = {**w, "x": np.array([np.nan, -np.inf, 0.5], np.float32)}
+    assert rc.compare(dict(nan), nan) == []
+    for bad in (w, {**nan, "x": np.array([np.inf, -np.inf, 0.5], np.float32)}):
+        assert rc.compare(bad, nan), bad
     loose = {**w, "x": w["x"] * (1 + 5e-3), "s/nfe": np.array(48)}
     assert rc.compare(loose, w, rtol=rc.ADAPTIVE_RTOL, approx_ints=("nfe",)) == []
     assert rc.compare({**loose, "s/nfe": np.array(52)}, w, rtol=rc.ADAPTIVE_RTOL,

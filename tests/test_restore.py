@@ -337,6 +337,28 @@ def test_evaluate_end_to_end(tiny_prior, tmp_path):
     assert csv_path.read_text().count("\n") == 7
     assert "| ddrm (2 steps, mean of 8) | 2 |" in md_path.read_text()
     assert "±" in md_path.read_text()
+    # 16-px crops are below LPIPS-AlexNet's 31 px: NaN in the rows, "–" in the table
+    assert all(np.isnan(r["lpips"]) for r in rows)
+    assert md_path.read_text().splitlines()[2].split(" | ")[4] == "–"
+
+
+def test_image_metrics_score_lpips_alexnet():
+    """The evaluation tables' LPIPS column is ``jaxir.metrics.lpips`` (AlexNet, packaged
+    weights) of each restored image against its original: 0 for a perfect restoration,
+    growing with the damage."""
+    from jaxir import metrics
+
+    x = restore.load_eval_images("photos:test", 2, 64)
+    noisy = np.clip(x + 0.2 * np.random.default_rng(0).standard_normal(x.shape), -1, 1)
+    y, mask = restore.degrade_images(jax.random.key(0), restore.get_task("denoise"), x)
+    vals = restore.image_metrics("denoise", noisy, x, np.asarray(y), mask)
+    np.testing.assert_allclose(vals["lpips"], np.asarray(metrics.lpips(noisy, x)), rtol=1e-5)
+    assert np.all(vals["lpips"] > 0.05)
+    same = restore.image_metrics("denoise", x, x, np.asarray(y), mask)["lpips"]
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)
+    mild = np.clip(x + 0.02 * np.random.default_rng(1).standard_normal(x.shape), -1, 1)
+    assert np.all(restore.image_metrics("denoise", mild, x, np.asarray(y), mask)["lpips"]
+                  < vals["lpips"])  # a tenth of the noise costs less
 
 
 class _ReportParser(HTMLParser):
@@ -605,21 +627,25 @@ def test_samples_average_ddrm_with_an_exact_gaussian_prior(tiny_prior):
 
 
 def test_merge_results_keeps_old_rows_and_replaces_reruns(tmp_path):
-    def rows(name, n, psnr, nfe=None):
-        return [{"method": name, "image": i, "psnr": psnr, "ssim": 0.5, "consistency": 0.1,
-                 "nfe": nfe, "seconds": 1.0} for i in range(n)]
+    def rows(name, n, psnr, nfe=None, lpips=None):
+        return [{"method": name, "image": i, "psnr": psnr, "ssim": 0.5, "lpips": lpips,
+                 "consistency": 0.1, "nfe": nfe, "seconds": 1.0} for i in range(n)]
 
     old = rows("pinv", 2, 20.0) + rows("ddrm", 2, 25.0) + rows("bicubic", 2, 24.0)
-    restore.write_results(old, tmp_path, "old")
+    # a table written before LPIPS was scored: no lpips column at all
+    restore.write_results([{k: v for k, v in r.items() if k != "lpips"} for r in old],
+                          tmp_path, "old")
+    assert "lpips" in (tmp_path / "old.csv").read_text().splitlines()[0]  # empty cells
     back = restore.read_results(tmp_path / "old.csv")
-    assert back == old  # None NFE round-trips as an empty field
-    new = rows("ddrm", 2, 26.0, 20) + rows("ddrm (mean of 8)", 2, 27.0, 160)
+    assert back == old  # None NFE and LPIPS round-trip as empty fields
+    new = rows("ddrm", 2, 26.0, 20, 0.25) + rows("ddrm (mean of 8)", 2, 27.0, 160, 0.2)
     merged = restore.merge_results(back, new)
     assert [r["method"] for r in merged[::2]] == ["pinv", "ddrm", "bicubic", "ddrm (mean of 8)"]
     assert [r["psnr"] for r in merged if r["method"] == "ddrm"] == [26.0, 26.0]
     md = restore.markdown_table(restore.summarize(merged))
-    assert "| bicubic | 2 | 24.00 ± 0.00 | 0.500 ± 0.000 | 0.100 ± 0.000 | – | 1.00 |" in md
-    assert "| ddrm (mean of 8) | 2 |" in md and "| 160 | 1.00 |" in md
+    assert "| bicubic | 2 | 24.00 ± 0.00 | 0.500 ± 0.000 | – | 0.100 ± 0.000 | – | 1.00 |" in md
+    assert "| ddrm (mean of 8) | 2 | 27.00 ± 0.00 | 0.500 ± 0.000 | 0.200 ± 0.000 |" in md
+    assert "| 160 | 1.00 |" in md
     with pytest.raises(ValueError, match="cannot merge"):
         restore.merge_results(back, rows("ddrm", 3, 26.0))
 

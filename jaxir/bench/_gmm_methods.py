@@ -25,7 +25,7 @@ from ..inverse._tds import tds_sample
 from ..operators import DenseMatrix
 from ..precision import hmatmul
 
-__all__ = ["METHODS", "DEFAULT_METHODS", "gmm_model_fn"]
+__all__ = ["METHODS", "DEFAULT_METHODS", "gmm_model_fn", "reads_setting"]
 
 
 def gmm_model_fn(problem, sde):
@@ -57,6 +57,7 @@ def _ddim_runner(fn, **kw):
         return fn(key, gmm_model_fn(problem, sde), sde, op, problem.y, problem.sigma_y,
                   (n, problem.A.shape[1]), num_steps=num_steps, spacing="leading",
                   **{k: (eta if v == "eta" else v) for k, v in kw.items()}).x
+    run.reads = ("num_steps", "eta") if "eta" in kw.values() else ("num_steps",)
     return run
 
 
@@ -71,7 +72,20 @@ def _own_runner(fn, steps=True, **kw):
             extra["num_steps"] = num_steps
         return fn(key, gmm_model_fn(problem, sde), sde, op, problem.y, problem.sigma_y,
                   (n, problem.A.shape[1]), **extra).x
+    run.reads = ("num_steps",)  # also without ``steps``: the prior's chain is the setting's
     return run
+
+
+def reads_setting(method: str) -> tuple[str, ...]:
+    """The parts of a DDIM setting ``(num_steps, eta)`` that ``METHODS[method]`` reads.
+
+    A method's rows in two settings that agree on these are the same computation (the
+    benchmark's keys depend on the problem only): DDRM keeps its own η and the methods with
+    their own step rule ignore η. Every method reads the step count, if only through the
+    prior's discrete chain (``gmm_sde(num_steps)``: PnP-DM, which runs its official iterations
+    in every setting, denoises on it).
+    """
+    return getattr(METHODS[method], "reads", ("num_steps", "eta"))
 
 
 # name -> run(key, problem, sde, n, num_steps, eta) -> (n, d). "eta" marks the setting's DDIM η.

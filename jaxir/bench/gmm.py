@@ -40,7 +40,7 @@ import numpy as np
 from ..metrics import mean_ci, sliced_wasserstein
 from ..precision import hmatmul
 from ..sdes import DiscreteVPSDE
-from ._gmm_methods import DEFAULT_METHODS, METHODS, gmm_model_fn
+from ._gmm_methods import DEFAULT_METHODS, METHODS, gmm_model_fn, reads_setting
 
 __all__ = [
     "GMMProblem",
@@ -54,6 +54,7 @@ __all__ = [
     "posterior_sample",
     "prior_sample",
     "gmm_model_fn",
+    "reads_setting",
     "run_gmm_benchmark",
     "compare_published",
     "summarize",

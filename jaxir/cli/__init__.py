@@ -2,7 +2,7 @@
 
     jaxir demo [--full] [--out D]    restore bundled photos + exact benchmarks -> D/report.html
     jaxir restore --method M --task T IN -o OUT [--degrade]   restore one image (any size)
-    jaxir evaluate --method M,M2 --task T [--data S --n N]    PSNR / SSIM / consistency table
+    jaxir evaluate --method M,M2 --task T [--data S --n N]    PSNR / SSIM / LPIPS table
     jaxir bench gaussian|gmm|perf    benchmarks (exact answers; speed)
     jaxir train --config C --workdir D   train (resumes from D), on 1 device, a mesh or a pod
     jaxir sample --workdir D ...     sample a PNG grid from a trained model, or restore --lq

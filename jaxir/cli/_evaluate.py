@@ -112,11 +112,11 @@ def write_evaluation(rows, out_dir, stem: str, heading: str) -> int:
 def add_evaluate_parser(sub) -> argparse.ArgumentParser:
     from ..restore._tasks import TASKS
 
-    p = sub.add_parser("evaluate", help="PSNR / SSIM / consistency of methods on a data set",
+    p = sub.add_parser("evaluate", help="PSNR / SSIM / LPIPS / consistency of methods on a data set",
                        description="Degrade N images of a data source with TASK, restore them "
                        "with each METHOD (and the degraded input A+y for reference), and write "
-                       "OUT/evaluate_TASK.csv and .md: mean ± 95% CI of PSNR, SSIM and the "
-                       "consistency RMSE, NFE and seconds per image.")
+                       "OUT/evaluate_TASK.csv and .md: mean ± 95% CI of PSNR, SSIM, LPIPS "
+                       "(AlexNet) and the consistency RMSE, NFE and seconds per image.")
     p.add_argument("--method", required=True, help="comma-separated method names, e.g. "
                    "ddrm,gaussian")
     p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")

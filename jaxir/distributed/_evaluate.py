@@ -41,7 +41,7 @@ def evaluate(methods, task, images, *, prior=None, steps: int | None = None, see
         on_shard: called with the method's index after it is scored.
 
     Returns:
-        on process 0 the rows (``method, image, psnr, ssim, consistency, nfe, seconds``) in
+        on process 0 the rows (``method, image, psnr, ssim, lpips, consistency, nfe, seconds``) in
         method order, then image order; None on the other processes.
     """
     from ..restore._evaluate import COLUMNS, image_metrics, method_label

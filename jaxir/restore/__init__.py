@@ -8,7 +8,7 @@
 - `restore_images` / `restore_image`: any image size with a fixed-size prior, by overlapping
   patches blended with a raised-cosine window (see their docstrings for the limitation);
   ``samples=K`` averages K posterior samples per patch (a Monte-Carlo posterior mean).
-- `evaluate`: PSNR / SSIM / consistency with 95% confidence intervals, NFE and time per image;
+- `evaluate`: PSNR / SSIM / LPIPS / consistency with 95% confidence intervals, NFE and time per image;
   `read_results` / `merge_results` add rows to an existing table.
 - `load_learned` / `restore_learned`: a trained paired-restoration workdir (SR3, IR-SDE, GOUB,
   I2SB, DDBM, flow, ResShift, latent, L1 regression) run on LQ images with its family's sampler.

@@ -125,6 +125,7 @@ def _restoration_section(report: Report, prior, plan: dict, x: np.ndarray, seed:
                          "NFE": steps * k if steps else "–",
                          "PSNR (dB)": float(np.mean(vals["psnr"])),
                          "SSIM": float(np.mean(vals["ssim"])),
+                         "LPIPS": float(np.mean(vals["lpips"])),
                          "consistency RMSE": float(np.mean(vals["consistency"])),
                          "seconds": secs})
         base_psnr = float(np.mean(results[baseline][1]["psnr"]))
@@ -138,8 +139,8 @@ def _restoration_section(report: Report, prior, plan: dict, x: np.ndarray, seed:
             else:
                 r["vs best baseline"] = "(baseline)" if name == baseline else ""
         report.heading(f"{task_name}: {task.description}", 3)
-        report.table(rows, ["method", "steps", "NFE", "PSNR (dB)", "SSIM", "consistency RMSE",
-                            "seconds", "vs best baseline"])
+        report.table(rows, ["method", "steps", "NFE", "PSNR (dB)", "SSIM", "LPIPS",
+                            "consistency RMSE", "seconds", "vs best baseline"])
         cols = {}  # A⁺y is the degraded input at full size (holes at 0, i.e. mid-grey)
         for name, _ in names:
             label = "A⁺y" if name == "pinv" else method_label(*_parse_spec(name))

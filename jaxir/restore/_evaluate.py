@@ -1,4 +1,4 @@
-"""``evaluate``: PSNR / SSIM / consistency of methods on a data source, mean ± 95% CI."""
+"""``evaluate``: PSNR / SSIM / LPIPS / consistency of methods on a data source, mean ± 95% CI."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from ._methods import get_method
 from ._restore import restore_images
 from ._tasks import degrade_images, get_task
 
-COLUMNS = ("psnr", "ssim", "consistency")
+COLUMNS = ("psnr", "ssim", "lpips", "consistency")
+#: columns a table written before they existed may lack (read as None, shown as "–")
+OPTIONAL_COLUMNS = ("lpips",)
+#: LPIPS-AlexNet needs images of at least this height and width (``jaxir.metrics.lpips``)
+LPIPS_MIN_SIZE = 31
 
 
 def load_eval_images(data: str = "photos:test", n: int = 8, size: int = 64) -> np.ndarray:
@@ -45,28 +49,40 @@ def load_eval_images(data: str = "photos:test", n: int = 8, size: int = 64) -> n
 
 
 def image_metrics(task, x_hat, x, y, mask=None) -> dict[str, np.ndarray]:
-    """Per-image PSNR and SSIM against ``x`` and the consistency ``‖A(x̂) − y‖ / √dim(y)`` (RMSE
-    of the residual, comparable with ``task.sigma_y``), all on [-1, 1] images (PSNR
-    data_range 2 = PSNR of the same images on [0, 255])."""
+    """Per-image PSNR, SSIM and LPIPS against ``x`` and the consistency
+    ``‖A(x̂) − y‖ / √dim(y)`` (RMSE of the residual, comparable with ``task.sigma_y``), all on
+    [-1, 1] images (PSNR data_range 2 = PSNR of the same images on [0, 255]). LPIPS is
+    LPIPS-AlexNet v0.1 with the weights that ship with jaxir (:func:`jaxir.metrics.lpips`);
+    NaN for images smaller than 31 × 31 pixels, where AlexNet has no features."""
     task = get_task(task) if isinstance(task, str) else task
     x_hat = np.asarray(x_hat, np.float32)
+    x = np.asarray(x, np.float32)
     psnr = np.asarray(metrics.psnr(x_hat, x))
     ssim = np.asarray(metrics.ssim(x_hat, x))
+    if min(x.shape[1:3]) >= LPIPS_MIN_SIZE:
+        lp = np.concatenate([np.asarray(metrics.lpips(x_hat[i:i + 16], x[i:i + 16]))
+                             for i in range(0, len(x), 16)])
+    else:
+        lp = np.full(len(x), np.nan, np.float32)
     cons = []
     for i in range(len(x_hat)):
         m = None if mask is None else mask[i]
         cons.append(float(metrics.consistency_rmse(lambda z, m=m: task.forward(z, m), x_hat[i],
                                                    y[i])))
-    return {"psnr": psnr, "ssim": ssim, "consistency": np.asarray(cons)}
+    return {"psnr": psnr, "ssim": ssim, "lpips": lp, "consistency": np.asarray(cons)}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per method: n and mean ± 95% CI (Student t, :func:`jaxir.metrics.mean_ci`) of each metric."""
+    """Per method: n and mean ± 95% CI (Student t, :func:`jaxir.metrics.mean_ci`) of each metric
+    (None where a row has no value: an LPIPS column a table written before it lacks)."""
     out = []
     for name in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == name]
         s = {"method": name, "n": len(rs)}
         for c in COLUMNS:
+            if any(r.get(c) is None for r in rs):
+                s[c], s[c + "_ci"] = None, math.nan
+                continue
             v = np.array([r[c] for r in rs], np.float64)
             if len(v) >= 2 and np.all(np.isfinite(v)):
                 m, h = metrics.mean_ci(v)
@@ -94,10 +110,12 @@ def method_label(name: str, samples: int = 1, steps: int | None = None) -> str:
 def markdown_table(summary: list[dict]) -> str:
     """The summary as a markdown table: ``mean ± CI`` per metric, network evaluations and
     wall-clock seconds per image (rows without NFE, from older CSVs, show ``–``)."""
-    lines = ["| method | n | PSNR (dB) ↑ | SSIM ↑ | consistency RMSE | NFE / image | s / image |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | n | PSNR (dB) ↑ | SSIM ↑ | LPIPS ↓ | consistency RMSE | NFE / image "
+             "| s / image |", "|---|---|---|---|---|---|---|---|"]
 
     def pm(s, c, digits):
+        if s.get(c) is None or math.isnan(s[c]):
+            return "–"
         ci = s[c + "_ci"]
         return f"{s[c]:.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
 
@@ -105,7 +123,8 @@ def markdown_table(summary: list[dict]) -> str:
         nfe = s.get("nfe")
         nfe = "–" if nfe is None or (isinstance(nfe, float) and math.isnan(nfe)) else f"{nfe:g}"
         lines.append(f"| {s['method']} | {s['n']} | {pm(s, 'psnr', 2)} | {pm(s, 'ssim', 3)} | "
-                     f"{pm(s, 'consistency', 3)} | {nfe} | {s['seconds_per_image']:.2f} |")
+                     f"{pm(s, 'lpips', 3)} | {pm(s, 'consistency', 3)} | {nfe} | "
+                     f"{s['seconds_per_image']:.2f} |")
     return "\n".join(lines)
 
 
@@ -121,7 +140,7 @@ def evaluate(methods, task, *, prior=None, data: str = "photos:test", n: int = 8
     from the method's official one. ``samples = K > 1`` averages K posterior samples per image
     for the diffusion methods (their rows are labelled ``"<name> (mean of K)"``; a ``steps`` other than
     the method's default is named too: ``"<name> (S steps, mean of K)"``). Returns one row per
-    (method, image): ``method, image, psnr, ssim, consistency, nfe, seconds`` (``nfe``: network
+    (method, image): ``method, image, psnr, ssim, lpips, consistency, nfe, seconds`` (``nfe``: network
     evaluations per image, all samples included; ``seconds``: wall time per image, compilation
     included).
     """
@@ -155,14 +174,17 @@ def evaluate(methods, task, *, prior=None, data: str = "photos:test", n: int = 8
 
 def read_results(csv_path) -> list[dict]:
     """The rows of a CSV written by :func:`write_results` (numbers as floats; a missing ``nfe``
-    column, from older files, reads as None)."""
+    or ``lpips`` column, from older files, reads as None)."""
     with open(csv_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     out = []
     for r in rows:
         d = {"method": r["method"], "image": int(r["image"])}
         for c in (*COLUMNS, "seconds"):
-            d[c] = float(r[c])
+            if c in OPTIONAL_COLUMNS and r.get(c) in (None, ""):
+                d[c] = None
+            else:
+                d[c] = float(r[c])
         d["nfe"] = float(r["nfe"]) if r.get("nfe") not in (None, "") else None
         out.append(d)
     return out
