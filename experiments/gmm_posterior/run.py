@@ -136,6 +136,20 @@ def write_report(out):
                      f"({n_prob} problems per dy; {r0['metric']}-sliced, {r0['num_projections']} "
                      f"directions, {r0['num_samples']} vs {r0['num_reference']} samples)\n")
         parts.append(gmm.format_table(summary, stat="ci"))
+        fewer = {m: max(r["problem"] for r in rows if r["method"] == m) + 1
+                 for m in dict.fromkeys(r["method"] for r in rows)}
+        fewer = {m: k for m, k in fewer.items() if k < n_prob}
+        if fewer:
+            parts.append("\nFewer problems per dy (the first ones; CPU time): " + ", ".join(
+                f"{m} {k}" for m, k in fewer.items()) + ".\n")
+        shared = [m for m in dict.fromkeys(r["method"] for r in rows)
+                  if m in gmm.METHODS and "eta" not in gmm.reads_setting(m)]
+        if shared and r0["eta"] != 0.6:
+            parts.append("\nMethods that do not read η (" + ", ".join(shared) + "): the same "
+                         f"computation as at η = 0.6 with {r0['num_steps']} steps "
+                         "(`gmm.reads_setting`; `run.py` copies those rows unless `--recompute`; "
+                         "rows of the two settings run on different days may differ by the "
+                         "code changes between, up to 3 % per problem for d = 80 DDRM).\n")
         if any(r["method"].startswith("mcgdiff") for r in rows) and r0["dim"] not in MCGDIFF_RERUN_DIMS:
             parts.append("\nThe MCGdiff rows of this table predate the exact-potential MCGdiff "
                          "(commit ee4b92c); the other rows are unaffected.\n")
