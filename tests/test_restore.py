@@ -240,6 +240,11 @@ def test_progress_moves_per_sampler_step_and_changes_nothing(tiny_prior, monkeyp
     again = restore_images(y, "denoise", "ddrm", progress=True, samples=2, **kw)
     assert bars[1].count == 3 * 5  # samples=2: 2 windows per call, 5 calls, one tick per step
     assert again.shape == y.shape
+    # particle methods count every particle in their NFE but call the network once per step
+    # for the whole batch of particles: the bar's total is the calls, and it is reached
+    for name in ("tds", "fps-smc", "enkg"):
+        restore_images(y, "denoise", name, progress=True, **kw)
+        assert bars[-1].count == bars[-1].total > 0, name
 
 
 def test_task_default_settings_are_the_evaluated_best(tiny_prior, monkeypatch):

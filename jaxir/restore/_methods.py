@@ -33,6 +33,9 @@ class Method(NamedTuple):
         ``(B, *op.x_shape)``, ``.nfe`` per sample) or just the ``(B, *op.x_shape)`` array;
         classical: ``run(y, task, mask) -> (H, W, C)`` on one numpy image in [-1, 1].
       description: one line.
+      particles: network evaluations per call of the model (a particle method evaluates its
+        particles as one batch and counts each in ``.nfe``): the progress bar, which ticks
+        once per call, expects ``nfe / particles`` ticks per batch.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Method(NamedTuple):
     default_steps: int | None
     run: Callable
     description: str
+    particles: int = 1
 
 
 def _shape(op, y):
@@ -156,12 +160,17 @@ def _fps(particles):
     return run
 
 
+#: TDS's particles per patch (the official 4)
+TDS_PARTICLES = 4
+
+
 def _tds(key, prior, op, y, sigma_y, task, steps):
     from .. import inverse
 
     out = inverse.tds_sample(key, prior.model_fn, prior.sde, op, y, float(sigma_y),
-                             _shape(op, y), prediction=prior.prediction, num_steps=steps)
-    return out._replace(nfe=out.nfe * 4)  # the official 4 particles, a VJP each
+                             _shape(op, y), num_particles=TDS_PARTICLES,
+                             prediction=prior.prediction, num_steps=steps)
+    return out._replace(nfe=out.nfe * TDS_PARTICLES)  # network passes per patch, a VJP each
 
 
 def _dcps(key, prior, op, y, sigma_y, task, steps):
@@ -265,13 +274,15 @@ METHODS: dict[str, Method] = {
         Method("pnpdm", "diffusion", _ALL, 100, _pnpdm,
                "PnP-DM (Wu et al. 2024): split Gibbs, EDM SDE prior step, ρ 10 → 0.3"),
         Method("enkg", "diffusion", _ALL, 20, _enkg,
-               "EnKG (Zheng et al. 2024): derivative-free; mean of 4 particles, 20 steps (CPU)"),
+               "EnKG (Zheng et al. 2024): derivative-free; mean of 4 particles, 20 steps (CPU)",
+               ENKG_PARTICLES),
         Method("fps", "diffusion", _ALL, 1000, _fps(1),
                "FPS (Dou & Song 2024): filtering a bridged y_t sequence, 1 particle, c = 0.95"),
         Method("fps-smc", "diffusion", _ALL, 200, _fps(5),
-               "FPS-SMC (Dou & Song 2024): 5 particles, 200 steps (CPU; official 1000)"),
+               "FPS-SMC (Dou & Song 2024): 5 particles, 200 steps (CPU; official 1000)", 5),
         Method("tds", "diffusion", _ALL, 100, _tds,
-               "TDS (Wu et al. 2023): twisted SMC, 4 particles, τ² = 0.12, systematic resampling"),
+               "TDS (Wu et al. 2023): twisted SMC, 4 particles, τ² = 0.12, systematic resampling",
+               TDS_PARTICLES),
         Method("dcps", "diffusion", _ALL, 300, _dcps,
                "DCPS (Janati et al. 2024): 3 blocks, Langevin + Gaussian fits, lr per pixel"),
         Method("pinv", "classical", _ALL, None, _wrap(_pinv),

@@ -197,12 +197,14 @@ def restore_images(y, task, method, *, prior=None, mask=None, steps: int | None 
     if progress:
         what = f"{total} patches of {p}px" + (f" x {samples} samples" if samples > 1 else "")
         bar = StepBar(f"{method.name} {task.name} ({what})")
+        # one tick per call of the network: a particle method counts its particles in the NFE
+        calls = lambda: run_info["nfe"] // method.particles * n_batches  # noqa: E731
         if run_info["nfe"] is not None:  # known from an earlier trace of this runner
-            bar.set_total(run_info["nfe"] * n_batches)
+            bar.set_total(calls())
 
         def tick():  # first tick of a fresh runner: tracing has told the NFE by now
             if bar.total is None and run_info["nfe"] is not None:
-                bar.set_total(run_info["nfe"] * n_batches)
+                bar.set_total(calls())
             bar()
 
         run_info["tick"] = tick
