@@ -90,6 +90,38 @@ def _shared_rows(args, dim, steps, eta):
     return out
 
 
+def _across_dims(out, steps=100, eta=0.6):
+    """One table, methods × (d, dy), of the mean distance in one setting, with the floor."""
+    cells, floor, prior, dims = {}, {}, {}, []
+    for path in sorted(glob.glob(os.path.join(out, f"gmm_d*_n{steps}_eta{eta:g}.csv")),
+                       key=lambda p: int(os.path.basename(p).split("_")[1][1:])):
+        rows = _read_csv(path)
+        d = rows[0]["dim"]
+        dims.append(d)
+        for s in gmm.summarize(rows):
+            cells[(s["method"], d, s["dy"])] = s
+        for dy in sorted({r["dy"] for r in rows}):
+            floor[(d, dy)] = np.mean([r["sw_exact"] for r in rows if r["dy"] == dy])
+            prior[(d, dy)] = np.mean([r["sw_prior"] for r in rows if r["dy"] == dy])
+    cols = [(d, dy) for d in dims for dy in (1, 2, 4) if (d, dy) in floor]
+    methods = list(dict.fromkeys(m for (m, _, _) in cells))
+    lines = [f"\n## Across dimensions ({steps} DDIM steps, η = {eta:g}; mean over problems, "
+             "`n` problems per dy where fewer than 20)\n",
+             "| method | " + " | ".join(f"d = {d}, dy = {dy}" for d, dy in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for m in methods:
+        out_cells = []
+        for c in cols:
+            s = cells.get((m, *c))
+            out_cells.append("–" if s is None else f"{s['sw_mean']:.3g}"
+                             + ("" if s["n"] >= 20 else f" (n = {s['n']})"))
+        lines.append(f"| {m} | " + " | ".join(out_cells) + " |")
+    lines.append("| exact vs exact (floor) | " + " | ".join(f"{floor[c]:.3g}" for c in cols)
+                 + " |")
+    lines.append("| prior samples | " + " | ".join(f"{prior[c]:.3g}" for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _published_table(summary, rows):
     """Measured (d = 8, 100 steps, η = 0.6) next to the published CPU table: mean ± sd, the
     range over our problems, and the share of our problems at or below the published mean
@@ -156,6 +188,7 @@ def write_report(out):
         parts.append("\nnoise floor (exact vs exact): " + ", ".join(f"dy = {d}: {v:.3g}" for d, v in floor.items()) + "\n")
         if r0["dim"] == 8 and r0["num_steps"] == 100 and abs(r0["eta"] - 0.6) < 1e-9:
             summary_100_06 = summary, rows
+    parts.append(_across_dims(out))
     if summary_100_06 is not None:
         parts.append("\n## Against the published CPU table (d = 8, 100 steps, η = 0.6; mean ± sd)\n")
         parts.append(_published_table(*summary_100_06) + "\n")
