@@ -847,6 +847,43 @@ def train_then_sample():
     return {**files, **_records("metrics", rows)}
 
 
+@case("cli", jit=False)
+def train_irsde_then_sample_lq():
+    """``jaxir train`` of a learned restoration family (IR-SDE denoising, a one-level 8-channel
+    U-Net, 2 steps at batch 2 on 32x32 photo crops) then ``jaxir sample --lq`` (its own
+    fixed 100-step reverse SDE) on a noisy PNG: the family record, the trainer and the learned
+    sampler through the CLI."""
+    d = _fresh("irsde")
+    wd = d / "run"
+    _cli(["train", "--config", "irsde_photos", "--workdir", wd, "--steps", "2", "--data",
+          "photos", "--mesh", "data=1,fsdp=1", "--no-progress", "--set", "model.channel_mults=[1]",
+          "--set", "model.base_channels=8", "--set", "model.num_groups=4", "--set",
+          "data.batch_size=2", "--set", "save_every=2"])
+    lq = _png(d / "lq.png", 32, 32, seed=2)
+    text = _cli(["sample", "--workdir", wd, "--lq", lq, "--output",
+                 d / "restored.png"])
+    rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    files = _files(d)
+    files.pop("png:run/loss.png", None)  # a matplotlib plot: its pixels depend on the fonts
+    import re
+
+    return {**files, **_records("metrics", rows),
+            "printed_nfe": np.array(re.findall(r"NFE (\d+)", text))}
+
+
+@case("cli", jit=False)
+def bench_gaussian_small():
+    """``jaxir bench gaussian`` (every sampler against an exact Gaussian) at d = 2, 256
+    samples, 100 steps (at 20 the predictor-corrector rows fail their 5-SE check and the
+    command exits 1): the errors it reports, without the wall-clock column."""
+    text = _cli(["bench", "gaussian", "--json", "--dim", "2", "--samples", "256", "--steps",
+                 "100"])
+    rows = json.loads(text)
+    return _records("rows", [{k: v for k, v in r.items()
+                              if k != "seconds" and not isinstance(v, (list, dict))}
+                             for r in rows])
+
+
 # ---- storage and comparison (shared by the test and the recorder) ------------------------------
 DATA_DIR = Path(__file__).resolve().parent / "data" / "regression"
 SEP = "::"  # npz key = f"{case}{SEP}{array name}"

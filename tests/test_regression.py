@@ -3,7 +3,8 @@
 Every case of ``tests/regression_cases.py`` (every sampler of `jaxir.samplers`, every
 posterior sampler and guidance wrapper of `jaxir.inverse`, a loss value and two train steps for
 every loss kind / learned family of `jaxir.training`, `restore_image` and `restore_learned`,
-and the ``jaxir restore | evaluate | bench gmm | train | sample`` commands) is recomputed with
+and the ``jaxir restore | evaluate | bench gaussian | bench gmm | train | sample`` (a
+generative run and a learned IR-SDE restoration with ``--lq``) commands) is recomputed with
 its fixed keys and compared with the arrays stored in ``tests/data/regression/<group>.npz``
 (written by ``experiments/tools/record_regression.py --write``; regenerate only when a change
 is meant to change numbers, with the reason in the commit message — see that script). This is
