@@ -32,9 +32,11 @@ from jaxir.bench import gmm
 
 SETTINGS = ((100, 0.6), (20, 0.6), (100, 0.85))
 # MCGdiff changed in ee4b92c (exact potentials ending at the likelihood, adaptive resampling):
-# the dims whose MCGdiff rows were re-run with it (``--methods mcgdiff-32 mcgdiff-128 --merge``);
-# none yet, so every table carries the note that its MCGdiff rows predate it
-MCGDIFF_RERUN_DIMS = ()
+# the (dim, steps, eta) tables whose MCGdiff rows were re-run with it (``--methods mcgdiff-32
+# mcgdiff-128 ... --merge``, 2026-12-06; d = 800 at (100, 0.6) on the first 5 problems per dy);
+# the other tables carry a note that theirs predate it
+MCGDIFF_RERUN = {(8, 100, 0.6), (8, 20, 0.6), (8, 100, 0.85), (80, 100, 0.6), (80, 20, 0.6),
+                 (80, 100, 0.85), (800, 20, 0.6), (800, 100, 0.6)}
 
 
 def _csv_path(out, dim, steps, eta):
@@ -182,7 +184,8 @@ def write_report(out):
                          "(`gmm.reads_setting`; `run.py` copies those rows unless `--recompute`; "
                          "rows of the two settings run on different days may differ by the "
                          "code changes between, up to 3 % per problem for d = 80 DDRM).\n")
-        if any(r["method"].startswith("mcgdiff") for r in rows) and r0["dim"] not in MCGDIFF_RERUN_DIMS:
+        if any(r["method"].startswith("mcgdiff") for r in rows) and (
+                r0["dim"], r0["num_steps"], r0["eta"]) not in MCGDIFF_RERUN:
             parts.append("\nThe MCGdiff rows of this table predate the exact-potential MCGdiff "
                          "(commit ee4b92c); the other rows are unaffected.\n")
         parts.append("\nnoise floor (exact vs exact): " + ", ".join(f"dy = {d}: {v:.3g}" for d, v in floor.items()) + "\n")
