@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import io
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -759,13 +760,16 @@ _NUM = r"(-?\d+\.\d+|-?\d+)"
 
 def _printed_metrics(text: str) -> np.ndarray:
     """The PSNR / SSIM figures ``jaxir restore`` prints, as the printed strings."""
-    import re
-
     return np.array(re.findall(rf"PSNR\s+{_NUM} dB\s+SSIM\s+{_NUM}", text)).reshape(-1)
 
 
 def _no_timing(d: dict) -> dict:
     return {k: v for k, v in d.items() if not any(s in k for s in ("sec", "time"))}
+
+
+def _scalar_fields(rows) -> list[dict]:
+    """JSON rows without their list / dict fields (the nested parts of a benchmark row)."""
+    return [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows]
 
 
 def _records(prefix: str, rows) -> dict[str, np.ndarray]:
@@ -823,9 +827,7 @@ def evaluate_two_crops():
 def bench_gmm_smallest():
     text = _cli(["bench", "gmm", "--json", "--dim", "4", "--dy", "1", "--problems", "1",
                  "--samples", "64", "--steps", "5", "--methods", "mcgdiff-32"])
-    rows = json.loads(text)["rows"]
-    return _records("rows", [{k: v for k, v in r.items() if not isinstance(v, (list, dict))}
-                             for r in rows])
+    return _records("rows", _scalar_fields(json.loads(text)["rows"]))
 
 
 @case("cli", jit=False)
@@ -865,8 +867,6 @@ def train_irsde_then_sample_lq():
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
     files = _files(d)
     files.pop("png:run/loss.png", None)  # a matplotlib plot: its pixels depend on the fonts
-    import re
-
     return {**files, **_records("metrics", rows),
             "printed_nfe": np.array(re.findall(r"NFE (\d+)", text))}
 
@@ -875,13 +875,10 @@ def train_irsde_then_sample_lq():
 def bench_gaussian_small():
     """``jaxir bench gaussian`` (every sampler against an exact Gaussian) at d = 2, 256
     samples, 100 steps (at 20 the predictor-corrector rows fail their 5-SE check and the
-    command exits 1): the errors it reports, without the wall-clock column."""
+    command exits 1): the errors it reports (``_records`` drops the wall clock)."""
     text = _cli(["bench", "gaussian", "--json", "--dim", "2", "--samples", "256", "--steps",
                  "100"])
-    rows = json.loads(text)
-    return _records("rows", [{k: v for k, v in r.items()
-                              if k != "seconds" and not isinstance(v, (list, dict))}
-                             for r in rows])
+    return _records("rows", _scalar_fields(json.loads(text)))
 
 
 # ---- storage and comparison (shared by the test and the recorder) ------------------------------

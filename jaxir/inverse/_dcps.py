@@ -82,7 +82,7 @@ def dcps_sample(key, model_fn, sde, op, y, sigma_y, shape=None, *, num_blocks: i
     Deviations from the official code (``Badr-MOUFAD/dcps``, ``src/posterior_samplers``):
 
     * the model is called at the time whose α it is given (the official chain evaluates the
-      network's index ``i`` with ``ᾱ = cumprod[i − 1]``: its own ``XXX`` note);
+      network's index ``i`` with ``ᾱ = cumprod[i − 1]``, an offset its own comment flags);
     * Gaussian noise only (the Poisson branch not ported); a nonlinear ``op.A`` goes through
       the same potential (as the official JPEG branch: ``α_τ y`` against ``A(x)``);
     * the Adam branch and the warm start (dead for ``L ≤ 101``) left out; the output is not
